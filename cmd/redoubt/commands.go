@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redoubt/redoubt/daemon"
+	"github.com/redoubt/redoubt/datapath/leaklog"
+	"github.com/redoubt/redoubt/internal/version"
+	"github.com/redoubt/redoubt/ui/localapi"
+)
+
+const usage = `Usage: redoubt <command> [flags]
+
+The box:
+  serve     run the box (redoubt serve --config /etc/redoubt/redoubt.toml)
+  status    what the box is doing
+  leaks     what the box stopped the laptop from sending (--follow, --pcap FILE)
+  version   print the version
+
+The lab (network namespaces on this machine, as root):
+  lab up      build the lab and run the box in it until Ctrl-C
+  lab demo    build the lab, show the box working, and leave it running
+  lab shell   open a shell in a lab node (laptop, box, internet)
+  lab down    stop and remove every lab
+
+Run 'redoubt <command> -h' for a command's flags.
+`
+
+type command struct {
+	run  func(args []string) error
+	help string
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"serve":   {cmdServe, "run the box"},
+		"version": {cmdVersion, "print the version"},
+		"status":  {cmdStatus, "what the box is doing"},
+		"leaks":   {cmdLeaks, "what the box stopped"},
+		"lab":     {cmdLab, "the lab"},
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Print(usage)
+		return nil
+	}
+	c, ok := commands()[args[0]]
+	if !ok {
+		return fmt.Errorf("unknown command %q\n\n%s", args[0], usage)
+	}
+	err := c.run(args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+// flags returns a FlagSet of its own, so nothing a library registers on the global
+// set ever shows up for users.
+func flags(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet("redoubt "+name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: redoubt %s\n\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func cmdServe(args []string) error {
+	fs := flags("serve", "serve [--config FILE]")
+	cfg := fs.String("config", daemon.DefaultConfig, "the config file (see daemon/redoubt.example.toml)")
+	example := fs.Bool("example-config", false, "print a documented example config file and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *example {
+		fmt.Print(daemon.Example)
+		return nil
+	}
+	return daemon.Serve(*cfg)
+}
+
+func cmdVersion(args []string) error {
+	fs := flags("version", "version [--json]")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(version.Get())
+	}
+	fmt.Println(version.Get())
+	return nil
+}
+
+func apiFlags(fs *flag.FlagSet) (socket *string, asJSON *bool) {
+	def := os.Getenv("REDOUBT_SOCKET")
+	if def == "" {
+		def = daemon.DefaultSocket
+	}
+	return fs.String("socket", def, "the daemon's API socket ($REDOUBT_SOCKET)"),
+		fs.Bool("json", false, "print JSON for scripts")
+}
+
+func cmdStatus(args []string) error {
+	fs := flags("status", "status [--json] [--socket PATH]")
+	socket, asJSON := apiFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := localapi.NewClient(*socket).Status(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(st)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "version\t%s\n", st.Version)
+	fmt.Fprintf(w, "up since\t%s (%s)\n", st.Started.Local().Format(time.DateTime), time.Since(st.Started).Round(time.Second))
+	fmt.Fprintf(w, "LAN port\t%s %s (%s)\n", st.LAN.Interface, st.LAN.Address, st.LAN.MAC)
+	fmt.Fprintf(w, "services\t%s\n", strings.Join(st.LAN.Services, " "))
+	fmt.Fprintf(w, "stopped\t%d packets and connections\n", st.LAN.Dropped)
+	fmt.Fprintf(w, "frames\t%d in, %d out\n", st.LAN.Link.RxFrames, st.LAN.Link.TxFrames)
+	return w.Flush()
+}
+
+func cmdLeaks(args []string) error {
+	fs := flags("leaks", "leaks [--follow] [--pcap FILE] [--json] [--socket PATH]")
+	socket, asJSON := apiFlags(fs)
+	followF := fs.Bool("follow", false, "keep printing attempts as they happen, until Ctrl-C")
+	pcap := fs.String("pcap", "", "write the most recent dropped frames to `FILE` as pcap ('-' for standard output)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c := localapi.NewClient(*socket)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch {
+	case *pcap != "":
+		var w io.Writer = os.Stdout
+		if *pcap != "-" {
+			f, err := os.Create(*pcap)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			w = f
+		}
+		return c.Pcap(ctx, w)
+	case *followF:
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		if !*asJSON {
+			leakHeader(tw)
+			tw.Flush()
+		}
+		return c.FollowLeaks(ctx, func(raw json.RawMessage) error {
+			if *asJSON {
+				_, err := fmt.Printf("%s\n", raw)
+				return err
+			}
+			var e leaklog.Entry
+			if err := json.Unmarshal(raw, &e); err != nil {
+				return err
+			}
+			leakRow(tw, e)
+			return tw.Flush()
+		})
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	l, err := c.Leaks(rctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(l)
+	}
+	fmt.Printf("%d stopped in all", l.Counters.Total)
+	kinds := make([]string, 0, len(l.Counters.ByKind))
+	for k, n := range l.Counters.ByKind {
+		kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+	}
+	sort.Strings(kinds)
+	if len(kinds) > 0 {
+		fmt.Printf(": %s", strings.Join(kinds, ", "))
+	}
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	leakHeader(tw)
+	for _, e := range l.Entries {
+		leakRow(tw, e)
+	}
+	return tw.Flush()
+}
+
+func leakHeader(w io.Writer) {
+	fmt.Fprintln(w, "LAST SEEN\tCOUNT\tKIND\tDEVICE\tPROTO\tDESTINATION\tNAME")
+}
+
+func leakRow(w io.Writer, e leaklog.Entry) {
+	dst := e.Dst
+	if e.DstPort != 0 {
+		dst = net.JoinHostPort(e.Dst, fmt.Sprint(e.DstPort))
+	}
+	proto := e.Proto
+	if e.App != "" {
+		proto += "/" + e.App
+	}
+	device := e.MAC
+	if e.Src != "" {
+		device += " " + e.Src
+	}
+	fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Last.Local().Format(time.TimeOnly), e.Count, e.Kind,
+		device, dash(proto), dash(dst), dash(e.Name))
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,212 @@
+// Package daemon is the box as a whole: it reads the config file, builds every room
+// from it, wires them together, and runs them until a signal stops it. Only
+// cmd/redoubt imports it.
+package daemon
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/redoubt/redoubt/datapath/lan"
+)
+
+// Example is the documented example config file.
+//
+//go:embed redoubt.example.toml
+var Example string
+
+// Config is the daemon's config file.
+type Config struct {
+	LAN   lan.Config  `toml:"lan"`
+	State StateConfig `toml:"state"`
+	Log   LogConfig   `toml:"log"`
+	API   APIConfig   `toml:"api"`
+}
+
+// StateConfig says where the box keeps what it must remember.
+type StateConfig struct {
+	// Dir holds the box's state (default /var/lib/redoubt).
+	Dir string `toml:"dir"`
+}
+
+// LogConfig shapes the daemon's log on standard error.
+type LogConfig struct {
+	// Level is debug, info, warn or error (default info).
+	Level string `toml:"level"`
+	// Format is text or json (default text).
+	Format string `toml:"format"`
+}
+
+// APIConfig places the local admin API.
+type APIConfig struct {
+	// Socket is the Unix socket of the local admin API (default
+	// /run/redoubt/redoubt.sock). Only root may connect.
+	Socket string `toml:"socket"`
+}
+
+// Defaults for fields the file leaves out.
+const (
+	DefaultStateDir = "/var/lib/redoubt"
+	DefaultSocket   = "/run/redoubt/redoubt.sock"
+	DefaultConfig   = "/etc/redoubt/redoubt.toml"
+)
+
+// WithDefaults fills unset fields.
+func (c Config) WithDefaults() Config {
+	c.LAN = c.LAN.WithDefaults()
+	if c.State.Dir == "" {
+		c.State.Dir = DefaultStateDir
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.API.Socket == "" {
+		c.API.Socket = DefaultSocket
+	}
+	return c
+}
+
+// Validate names the first bad field, its value and what is accepted.
+func (c Config) Validate() error {
+	if err := c.LAN.Validate(); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(c.State.Dir) {
+		return fmt.Errorf("state.dir %q: want an absolute path, such as %s", c.State.Dir, DefaultStateDir)
+	}
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		return err
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return fmt.Errorf("log.format %q: want text or json", c.Log.Format)
+	}
+	if !filepath.IsAbs(c.API.Socket) {
+		return fmt.Errorf("api.socket %q: want an absolute path, such as %s", c.API.Socket, DefaultSocket)
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("log.level %q: want debug, info, warn or error", s)
+}
+
+// maxConfigSize bounds the config file: it is small, and a huge one is a mistake.
+const maxConfigSize = 1 << 20
+
+// LoadConfig reads, defaults and validates the config file at path.
+func LoadConfig(path string) (Config, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("reading config: %w", err)
+	}
+	if fi.Size() > maxConfigSize {
+		return Config{}, fmt.Errorf("config %s is %d bytes: a config file is at most %d bytes", path, fi.Size(), maxConfigSize)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("reading config: %w", err)
+	}
+	cfg, err := ParseConfig(string(data))
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig parses, defaults and validates a config file's text.
+func ParseConfig(text string) (Config, error) {
+	var cfg Config
+	md, err := toml.Decode(text, &cfg)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			where := fmt.Sprintf("line %d", pe.Position.Line)
+			if pe.LastKey != "" {
+				return Config{}, fmt.Errorf("%s: %s: %s", where, pe.LastKey, pe.Message)
+			}
+			return Config{}, fmt.Errorf("%s: %s", where, pe.Message)
+		}
+		return Config{}, err
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		known := knownKeys()
+		k := und[0].String()
+		msg := fmt.Sprintf("unknown setting %q", k)
+		if s := closest(k, known); s != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", s)
+		}
+		return Config{}, fmt.Errorf("%s; known settings: %s", msg, strings.Join(known, ", "))
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// knownKeys lists the settings the example file documents.
+func knownKeys() []string {
+	var c Config
+	md, err := toml.Decode(Example, &c)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, k := range md.Keys() {
+		if len(k) > 1 {
+			out = append(out, k.String())
+		}
+	}
+	return out
+}
+
+// closest returns the known key nearest to k by edit distance, if near enough.
+func closest(k string, known []string) string {
+	best, bestD := "", 4
+	for _, c := range known {
+		if d := editDistance(k, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,110 @@
+package lan
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+
+	"github.com/redoubt/redoubt/datapath/filter"
+)
+
+// ListenTCP opens a TCP service on the box's LAN address. Closing the listener
+// closes the port in the ruleset again.
+func (l *LAN) ListenTCP(port uint16) (net.Listener, error) {
+	ln, err := gonet.ListenTCP(l.stack, l.fullAddr(port), ipv4.ProtocolNumber)
+	if err != nil {
+		return nil, fmt.Errorf("listening on LAN tcp/%d: %w", port, err)
+	}
+	svc := filter.Service{Proto: filter.TCP, Port: port}
+	if err := l.open(svc); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return &listener{Listener: ln, release: l.releaser(svc)}, nil
+}
+
+// ListenUDP opens a UDP service on the box's LAN address.
+func (l *LAN) ListenUDP(port uint16) (net.PacketConn, error) {
+	laddr := l.fullAddr(port)
+	c, err := gonet.DialUDP(l.stack, &laddr, nil, ipv4.ProtocolNumber)
+	if err != nil {
+		return nil, fmt.Errorf("listening on LAN udp/%d: %w", port, err)
+	}
+	svc := filter.Service{Proto: filter.UDP, Port: port}
+	if err := l.open(svc); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &packetConn{UDPConn: c, release: l.releaser(svc)}, nil
+}
+
+func (l *LAN) fullAddr(port uint16) tcpip.FullAddress {
+	return tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom4(l.cfg.Address.Addr().As4()), Port: port}
+}
+
+// open counts a listener on svc and opens the port when it is the first.
+func (l *LAN) open(svc filter.Service) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.services[svc]++
+	if l.services[svc] > 1 {
+		return nil
+	}
+	err := l.swapRules(func(c *filter.Config) { c.Services = append(c.Services, svc) })
+	if err != nil {
+		delete(l.services, svc)
+	}
+	return err
+}
+
+// releaser returns a function that, once, drops a listener's count on svc and
+// closes the port when it was the last.
+func (l *LAN) releaser(svc filter.Service) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.services[svc]--
+			if l.services[svc] > 0 {
+				return
+			}
+			delete(l.services, svc)
+			_ = l.swapRules(func(c *filter.Config) {
+				c.Services = slices.DeleteFunc(c.Services, func(s filter.Service) bool { return s == svc })
+			})
+		})
+	}
+}
+
+// Services lists the ports open on the box's LAN address.
+func (l *LAN) Services() []filter.Service {
+	return l.rules.Load().Config().Services
+}
+
+type listener struct {
+	net.Listener
+	release func()
+}
+
+func (ln *listener) Close() error {
+	err := ln.Listener.Close()
+	ln.release()
+	return err
+}
+
+type packetConn struct {
+	*gonet.UDPConn
+	release func()
+}
+
+func (c *packetConn) Close() error {
+	err := c.UDPConn.Close()
+	c.release()
+	return err
+}

@@ -1,0 +1,536 @@
+package link
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/rawfile"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/stopfd"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// virtio_net_hdr, as AF_PACKET reads and writes it with PACKET_VNET_HDR
+// (include/uapi/linux/virtio_net.h), in host byte order.
+const (
+	vnetHdrLen       = 10
+	vnetFNeedsCsum   = 1
+	vnetFDataValid   = 2
+	vnetGSONone      = 0
+	vnetGSOTCPv4     = 1
+	vnetGSOTCPv6     = 4
+	vnetGSOECN       = 0x80
+	maxFrame         = 65536 + header.EthernetMinimumSize
+	rxBatch          = 16
+	txBatch          = 64
+	gsoMaxSize       = 65536
+	auxSpace         = 64
+	defaultWriteWait = time.Second
+)
+
+// Endpoint is a stack.LinkEndpoint over a packet fd.
+type Endpoint struct {
+	fd       int
+	ownFD    bool
+	stop     stopfd.StopFD
+	mac      tcpip.LinkAddress
+	vnet     bool
+	aux      bool
+	gate     Gate
+	writeMax time.Duration
+	stats    counters
+
+	mtu atomic.Uint32
+
+	mu         sync.Mutex
+	dispatcher stack.NetworkDispatcher
+	running    bool
+	onClose    func()
+	closed     bool
+	wg         sync.WaitGroup
+
+	txMu  sync.Mutex
+	txHdr [txBatch][vnetHdrLen]byte
+	txMsg [txBatch]rawfile.MMsgHdr
+	txIov []unix.Iovec
+}
+
+var _ stack.LinkEndpoint = (*Endpoint)(nil)
+var _ stack.GSOEndpoint = (*Endpoint)(nil)
+
+// Open attaches to the named interface through an AF_PACKET socket that sees every
+// frame on it (ETH_P_ALL), with virtio-net headers for segmentation offload,
+// PACKET_AUXDATA for stripped VLAN tags, and the socket's own transmissions
+// ignored. The endpoint owns the socket.
+func Open(ifname string, gate Gate) (*Endpoint, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("finding LAN interface %q: %w", ifname, err)
+	}
+	if len(ifi.HardwareAddr) != 6 {
+		return nil, fmt.Errorf("LAN interface %q has no Ethernet address (%v)", ifname, ifi.HardwareAddr)
+	}
+	proto := htons(unix.ETH_P_ALL)
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(proto))
+	if err != nil {
+		return nil, fmt.Errorf("opening packet socket on %s: %w", ifname, err)
+	}
+	for _, o := range []struct {
+		name       string
+		level, opt int
+	}{
+		{"PACKET_VNET_HDR", unix.SOL_PACKET, unix.PACKET_VNET_HDR},
+		{"PACKET_AUXDATA", unix.SOL_PACKET, unix.PACKET_AUXDATA},
+		{"PACKET_IGNORE_OUTGOING", unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING},
+	} {
+		if err := unix.SetsockoptInt(fd, o.level, o.opt, 1); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("setting %s on %s: %w", o.name, ifname, err)
+		}
+	}
+	// Deep buffers absorb bursts from the laptop; FORCE needs CAP_NET_ADMIN,
+	// which the daemon has, and falls back to the sysctl-capped size otherwise.
+	const sockBuf = 4 << 20
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, sockBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, sockBuf)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sockBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sockBuf)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifi.Index}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("binding packet socket to %s: %w", ifname, err)
+	}
+	e, err := New(fd, Options{
+		MAC:     ifi.HardwareAddr,
+		MTU:     uint32(ifi.MTU),
+		VnetHdr: true,
+		AuxData: true,
+		Gate:    gate,
+	})
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	e.ownFD = true
+	return e, nil
+}
+
+// New makes an Endpoint over fd, which must deliver one frame per read. The caller
+// keeps ownership of fd and closes it after Close.
+func New(fd int, opts Options) (*Endpoint, error) {
+	if opts.Gate == nil {
+		return nil, errors.New("link: Options.Gate is required")
+	}
+	if len(opts.MAC) != 6 {
+		return nil, fmt.Errorf("link: Options.MAC %v: want a 6-byte Ethernet address", opts.MAC)
+	}
+	if opts.MTU < 576 || opts.MTU > 65535 {
+		return nil, fmt.Errorf("link: Options.MTU %d: want 576..65535", opts.MTU)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return nil, fmt.Errorf("link: making fd non-blocking: %w", err)
+	}
+	stop, err := stopfd.New()
+	if err != nil {
+		return nil, fmt.Errorf("link: making stop eventfd: %w", err)
+	}
+	e := &Endpoint{
+		fd:       fd,
+		stop:     stop,
+		mac:      tcpip.LinkAddress(opts.MAC),
+		vnet:     opts.VnetHdr,
+		aux:      opts.AuxData,
+		gate:     opts.Gate,
+		writeMax: defaultWriteWait,
+	}
+	if opts.WriteTimeout > 0 {
+		e.writeMax = time.Duration(opts.WriteTimeout) * time.Millisecond
+	}
+	e.mtu.Store(opts.MTU)
+	return e, nil
+}
+
+// Stats returns the link's counters.
+func (e *Endpoint) Stats() Stats { return e.stats.snapshot() }
+
+// MTU implements stack.LinkEndpoint.
+func (e *Endpoint) MTU() uint32 { return e.mtu.Load() }
+
+// SetMTU implements stack.LinkEndpoint.
+func (e *Endpoint) SetMTU(mtu uint32) { e.mtu.Store(mtu) }
+
+// MaxHeaderLength implements stack.LinkEndpoint.
+func (e *Endpoint) MaxHeaderLength() uint16 { return header.EthernetMinimumSize }
+
+// LinkAddress implements stack.LinkEndpoint.
+func (e *Endpoint) LinkAddress() tcpip.LinkAddress { return e.mac }
+
+// SetLinkAddress implements stack.LinkEndpoint. The box's LAN hardware address is
+// the interface's; it does not change.
+func (e *Endpoint) SetLinkAddress(tcpip.LinkAddress) {}
+
+// Capabilities implements stack.LinkEndpoint. The netstack skips receive
+// checksums: the kernel vouches for most frames (Meta.ChecksumOK) and the Gate
+// must verify the rest before letting them in.
+func (e *Endpoint) Capabilities() stack.LinkEndpointCapabilities {
+	return stack.CapabilityResolutionRequired | stack.CapabilityRXChecksumOffload
+}
+
+// GSOMaxSize implements stack.GSOEndpoint.
+func (e *Endpoint) GSOMaxSize() uint32 {
+	if e.vnet {
+		return gsoMaxSize
+	}
+	return 0
+}
+
+// SupportedGSO implements stack.GSOEndpoint.
+func (e *Endpoint) SupportedGSO() stack.SupportedGSO {
+	if e.vnet {
+		return stack.HostGSOSupported
+	}
+	return stack.GSONotSupported
+}
+
+// ARPHardwareType implements stack.LinkEndpoint.
+func (e *Endpoint) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
+
+// AddHeader implements stack.LinkEndpoint.
+func (e *Endpoint) AddHeader(pkt *stack.PacketBuffer) {
+	eth := header.Ethernet(pkt.LinkHeader().Push(header.EthernetMinimumSize))
+	src := pkt.EgressRoute.LocalLinkAddress
+	if src == "" {
+		src = e.mac
+	}
+	eth.Encode(&header.EthernetFields{
+		SrcAddr: src,
+		DstAddr: pkt.EgressRoute.RemoteLinkAddress,
+		Type:    pkt.NetworkProtocolNumber,
+	})
+}
+
+// ParseHeader implements stack.LinkEndpoint.
+func (e *Endpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
+	hdr, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize)
+	if !ok {
+		return false
+	}
+	pkt.NetworkProtocolNumber = header.Ethernet(hdr).Type()
+	return true
+}
+
+// Attach implements stack.LinkEndpoint: a non-nil dispatcher starts the reader.
+func (e *Endpoint) Attach(d stack.NetworkDispatcher) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.dispatcher = d
+	if d != nil && !e.running && !e.closed {
+		e.running = true
+		e.wg.Add(1)
+		go e.readLoop()
+	}
+}
+
+// IsAttached implements stack.LinkEndpoint.
+func (e *Endpoint) IsAttached() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.dispatcher != nil
+}
+
+// Wait implements stack.LinkEndpoint: it waits for the reader to stop.
+func (e *Endpoint) Wait() { e.wg.Wait() }
+
+// SetOnCloseAction implements stack.LinkEndpoint.
+func (e *Endpoint) SetOnCloseAction(f func()) {
+	e.mu.Lock()
+	e.onClose = f
+	e.mu.Unlock()
+}
+
+// Close implements stack.LinkEndpoint: it stops the reader and, for an endpoint
+// made by Open, closes the socket.
+func (e *Endpoint) Close() {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.closed = true
+	onClose := e.onClose
+	e.mu.Unlock()
+
+	e.stop.Stop()
+	e.wg.Wait()
+	e.txMu.Lock() // no write in flight on the fd
+	if e.ownFD {
+		unix.Close(e.fd)
+	}
+	unix.Close(e.stop.EFD)
+	e.txMu.Unlock()
+	if onClose != nil {
+		onClose()
+	}
+}
+
+func (e *Endpoint) readLoop() {
+	defer e.wg.Done()
+	var (
+		bufs [rxBatch][]byte
+		hdrs [rxBatch][vnetHdrLen]byte
+		aux  [rxBatch][auxSpace]byte
+		iovs [rxBatch][2]unix.Iovec
+		msgs [rxBatch]rawfile.MMsgHdr
+	)
+	for i := range bufs {
+		bufs[i] = make([]byte, maxFrame)
+	}
+	for {
+		for i := range msgs {
+			n := 0
+			if e.vnet {
+				iovs[i][n] = rawfile.IovecFromBytes(hdrs[i][:])
+				n++
+			}
+			iovs[i][n] = rawfile.IovecFromBytes(bufs[i])
+			n++
+			msgs[i] = rawfile.MMsgHdr{}
+			msgs[i].Msg.Iov = &iovs[i][0]
+			msgs[i].Msg.SetIovlen(n)
+			if e.aux {
+				msgs[i].Msg.Control = &aux[i][0]
+				msgs[i].Msg.SetControllen(auxSpace)
+			}
+		}
+		n, errno := rawfile.BlockingRecvMMsgUntilStopped(e.stop.EFD, e.fd, msgs[:])
+		if n == -1 {
+			return
+		}
+		if errno != 0 {
+			if errno == unix.EINTR {
+				continue
+			}
+			e.stats.rxErrors.Add(1)
+			if e.isClosed() {
+				return
+			}
+			// A link going down (cable out) fails reads for a moment; keep going.
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		e.mu.Lock()
+		d := e.dispatcher
+		e.mu.Unlock()
+		for i := 0; i < n; i++ {
+			size := int(msgs[i].Len)
+			var m Meta
+			if e.vnet {
+				if size < vnetHdrLen {
+					continue
+				}
+				size -= vnetHdrLen
+				m.ChecksumOK = hdrs[i][0]&(vnetFNeedsCsum|vnetFDataValid) != 0
+				m.GSO = hdrs[i][1]&^vnetGSOECN != vnetGSONone
+			}
+			if msgs[i].Msg.Flags&unix.MSG_TRUNC != 0 || size > len(bufs[i]) {
+				m.Truncated = true
+				size = min(size, len(bufs[i]))
+				e.stats.rxTruncated.Add(1)
+			}
+			if e.aux {
+				m.VLAN = auxVLAN(aux[i][:msgs[i].Msg.Controllen])
+			}
+			frame := bufs[i][:size]
+			e.stats.rxFrames.Add(1)
+			e.stats.rxBytes.Add(uint64(size))
+			if !e.gate.Inbound(frame, m) || m.Truncated || d == nil {
+				continue
+			}
+			e.deliver(d, frame)
+		}
+	}
+}
+
+func (e *Endpoint) deliver(d stack.NetworkDispatcher, frame []byte) {
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
+	defer pkt.DecRef()
+	if !e.ParseHeader(pkt) {
+		return
+	}
+	e.stats.rxDelivered.Add(1)
+	d.DeliverNetworkPacket(pkt.NetworkProtocolNumber, pkt)
+}
+
+func (e *Endpoint) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
+// auxVLAN reports whether the PACKET_AUXDATA control message says the kernel
+// stripped a VLAN tag.
+func auxVLAN(ctrl []byte) bool {
+	for len(ctrl) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(ctrl) {
+			return false
+		}
+		if h.Level == unix.SOL_PACKET && h.Type == unix.PACKET_AUXDATA && l >= unix.CmsgLen(int(unsafe.Sizeof(unix.TpacketAuxdata{}))) {
+			aux := (*unix.TpacketAuxdata)(unsafe.Pointer(&ctrl[unix.CmsgLen(0)]))
+			return aux.Status&unix.TP_STATUS_VLAN_VALID != 0 || aux.Vlan_tci != 0
+		}
+		next := unix.CmsgSpace(l - unix.CmsgLen(0))
+		if next > len(ctrl) {
+			return false
+		}
+		ctrl = ctrl[next:]
+	}
+	return false
+}
+
+// WritePackets implements stack.LinkEndpoint. It sends in batches; when the socket
+// is full it waits for room, up to the write timeout, instead of dropping.
+func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	e.txMu.Lock()
+	defer e.txMu.Unlock()
+	all := pkts.AsSlice()
+	done := 0
+	for done < len(all) {
+		batch := all[done:min(done+txBatch, len(all))]
+		n, err := e.sendBatch(batch)
+		done += n
+		if err != nil {
+			// Count what was not sent; the stack retransmits what matters.
+			e.stats.txDropped.Add(uint64(len(all) - done))
+			return len(all), nil
+		}
+	}
+	return len(all), nil
+}
+
+// sendBatch writes pkts, returning how many were consumed (sent or refused).
+func (e *Endpoint) sendBatch(pkts []*stack.PacketBuffer) (int, error) {
+	// Gate each packet and lay out its iovecs: [vnet header] + views.
+	need := 0
+	for _, p := range pkts {
+		need += 1 + len(p.AsSlices())
+	}
+	if cap(e.txIov) < need {
+		e.txIov = make([]unix.Iovec, 0, need*2)
+	}
+	iov := e.txIov[:0]
+	msgs := e.txMsg[:0]
+	var sizes [txBatch]int
+	for i, p := range pkts {
+		var hb [header.EthernetMinimumSize + 28]byte
+		n := copy(hb[:], p.LinkHeader().Slice())
+		n += copy(hb[n:], p.NetworkHeader().Slice())
+		if !e.gate.Outbound(hb[:n]) {
+			e.stats.txRefused.Add(1)
+			continue
+		}
+		start := len(iov)
+		if e.vnet {
+			e.fillVnet(&e.txHdr[i], p)
+			iov = append(iov, rawfile.IovecFromBytes(e.txHdr[i][:]))
+		}
+		for _, v := range p.AsSlices() {
+			if len(v) > 0 {
+				iov = append(iov, rawfile.IovecFromBytes(v))
+			}
+		}
+		var m rawfile.MMsgHdr
+		m.Msg.Iov = &iov[start]
+		m.Msg.SetIovlen(len(iov) - start)
+		sizes[len(msgs)] = p.Size()
+		msgs = append(msgs, m)
+	}
+	sent := 0
+	deadline := time.Now().Add(e.writeMax)
+	for sent < len(msgs) {
+		n, errno := rawfile.NonBlockingSendMMsg(e.fd, msgs[sent:])
+		switch {
+		case errno == 0:
+			for _, s := range sizes[sent : sent+n] {
+				e.stats.txFrames.Add(1)
+				e.stats.txBytes.Add(uint64(s))
+			}
+			sent += n
+		case errno == unix.EAGAIN || errno == unix.EINTR || errno == unix.ENOBUFS:
+			e.stats.txWaits.Add(1)
+			if !e.waitWritable(deadline) {
+				return len(pkts) - (len(msgs) - sent), errors.New("link: write timed out")
+			}
+		default:
+			// The frame cannot be sent (link down, bad frame): skip it.
+			e.stats.txDropped.Add(1)
+			sent++
+		}
+	}
+	return len(pkts), nil
+}
+
+// waitWritable waits until the socket has room, the endpoint closes, or the
+// deadline passes; it reports whether writing may go on.
+func (e *Endpoint) waitWritable(deadline time.Time) bool {
+	left := time.Until(deadline)
+	if left <= 0 {
+		return false
+	}
+	fds := []unix.PollFd{
+		{Fd: int32(e.stop.EFD), Events: unix.POLLIN},
+		{Fd: int32(e.fd), Events: unix.POLLOUT},
+	}
+	n, err := unix.Poll(fds, int(left/time.Millisecond)+1)
+	if err != nil && err != unix.EINTR {
+		return false
+	}
+	if fds[0].Revents&unix.POLLIN != 0 {
+		return false
+	}
+	return n > 0 || err == unix.EINTR
+}
+
+func (e *Endpoint) fillVnet(h *[vnetHdrLen]byte, p *stack.PacketBuffer) {
+	*h = [vnetHdrLen]byte{}
+	g := p.GSOOptions
+	if g.Type == stack.GSONone {
+		return
+	}
+	hdrLen := uint16(p.HeaderSize())
+	var flags, gsoType uint8
+	var csumStart, csumOffset, gsoSize uint16
+	if g.NeedsCsum {
+		flags = vnetFNeedsCsum
+		csumStart = header.EthernetMinimumSize + g.L3HdrLen
+		csumOffset = g.CsumOffset
+	}
+	if uint16(p.Data().Size()) > g.MSS {
+		switch g.Type {
+		case stack.GSOTCPv4:
+			gsoType = vnetGSOTCPv4
+		case stack.GSOTCPv6:
+			gsoType = vnetGSOTCPv6
+		}
+		gsoSize = g.MSS
+	}
+	h[0] = flags
+	h[1] = gsoType
+	binary.NativeEndian.PutUint16(h[2:], hdrLen)
+	binary.NativeEndian.PutUint16(h[4:], gsoSize)
+	binary.NativeEndian.PutUint16(h[6:], csumStart)
+	binary.NativeEndian.PutUint16(h[8:], csumOffset)
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }

@@ -1,0 +1,50 @@
+// Package version says which build of Redoubt is running: the version and commit
+// the Makefile stamps in with -ldflags, and the Go toolchain from the build info.
+// Any package may import it.
+package version
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/debug"
+)
+
+// Set by the Makefile: -X github.com/redoubt/redoubt/internal/version.version=…
+var (
+	version = "dev"
+	commit  = ""
+)
+
+// Info is the build's identity.
+type Info struct {
+	Version string `json:"version"`
+	Commit  string `json:"commit"`
+	Go      string `json:"go"`
+	OS      string `json:"os"`
+	Arch    string `json:"arch"`
+}
+
+// Get returns the running build's identity. A commit not stamped by the Makefile
+// comes from the VCS build info when the binary has it.
+func Get() Info {
+	i := Info{Version: version, Commit: commit, Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		i.Go = bi.GoVersion
+		if i.Commit == "" {
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" {
+					i.Commit = s.Value
+				}
+			}
+		}
+	}
+	if i.Commit == "" {
+		i.Commit = "unknown"
+	}
+	return i
+}
+
+// String is the one-line form `redoubt version` prints.
+func (i Info) String() string {
+	return fmt.Sprintf("redoubt %s (commit %s, %s, %s/%s)", i.Version, i.Commit, i.Go, i.OS, i.Arch)
+}

@@ -1,0 +1,483 @@
+// Package lab builds Redoubt's world on one machine out of network namespaces: a
+// laptop plugged into the box's LAN port, the box, and the internet beyond its WAN
+// port, with real programs in each. Tests and `make demo` run in it; traffic never
+// leaves the namespaces it made.
+//
+// Every namespace is named with a per-run prefix ("rdt" and six hex digits), and
+// the lab's state (namespaces, processes, owner) lives under /run/redoubt-lab, so
+// whatever a crashed run left behind is found and removed by Sweep and by
+// `redoubt lab down`. The topology is a list of nodes and links, so later rooms add
+// a home router, a VPN provider, a coordination server and a team member by adding
+// entries. Only tests, cmd/redoubt and lab's own subpackages import it.
+package lab
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// StateRoot is where labs keep their run directories.
+const StateRoot = "/run/redoubt-lab"
+
+// Node names.
+const (
+	Laptop   = "laptop"
+	Box      = "box"
+	Internet = "internet"
+)
+
+// The lab's addressing plan.
+var (
+	// LAN: the box's default LAN prefix; the laptop's static address until it
+	// has a DHCP lease.
+	LANPrefix      = netip.MustParsePrefix("10.201.86.0/24")
+	BoxLAN         = netip.MustParseAddr("10.201.86.1")
+	LaptopStatic   = netip.MustParsePrefix("10.201.86.100/24")
+	LaptopMAC      = "02:52:44:00:00:64"
+	BoxLANMAC      = "02:52:44:00:00:01"
+	BoxWAN         = netip.MustParsePrefix("192.168.1.2/24")
+	Upstream       = netip.MustParsePrefix("192.168.1.1/24")
+	Tracker        = netip.MustParseAddr("203.0.113.10")
+	Resolver       = netip.MustParseAddr("203.0.113.53")
+	TrackerName    = "tracker.example"
+	LaptopIface    = "eth0"
+	BoxLANIface    = "lan0"
+	BoxWANIface    = "wan0"
+	InternetIface  = "wan0"
+	internetHosts  = []netip.Addr{Tracker, Resolver}
+	defaultTimeout = 20 * time.Second
+)
+
+// Options configure Up.
+type Options struct {
+	// Binary is the redoubt executable the box and the lab's services run.
+	Binary string
+	// Prefix names this run's namespaces; default "rdt" + six random hex digits.
+	Prefix string
+	// Persistent leaves the lab running after this process exits (make demo);
+	// `redoubt lab down` removes it.
+	Persistent bool
+	// Logf receives progress lines; default discards them.
+	Logf func(format string, args ...any)
+}
+
+// State is what a lab records about itself under StateRoot, so that another
+// process can find and remove it.
+type State struct {
+	Prefix     string   `json:"prefix"`
+	Owner      int      `json:"owner"`
+	Persistent bool     `json:"persistent"`
+	Namespaces []string `json:"namespaces"`
+	Pids       []int    `json:"pids"`
+	Created    string   `json:"created"`
+}
+
+// Lab is a running lab.
+type Lab struct {
+	Prefix string
+	Dir    string
+	Binary string
+	logf   func(string, ...any)
+
+	mu    sync.Mutex
+	state State
+	procs []*Proc
+	down  bool
+}
+
+// Supported reports why the lab cannot run here, or nil.
+func Supported() error {
+	if runtime.GOOS != "linux" {
+		return errors.New("the lab needs Linux network namespaces")
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("the lab needs root (network namespaces, veth pairs, raw sockets)")
+	}
+	for _, tool := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("the lab needs %q (run scripts/deps.sh)", tool)
+		}
+	}
+	return nil
+}
+
+// Up creates the lab: namespaces, links, addresses, routes, and the internet's
+// services. On failure it removes what it made.
+func Up(ctx context.Context, opts Options) (*Lab, error) {
+	if err := Supported(); err != nil {
+		return nil, err
+	}
+	if opts.Binary == "" {
+		return nil, errors.New("lab: Options.Binary (the redoubt executable) is required")
+	}
+	bin, err := filepath.Abs(opts.Binary)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Prefix == "" {
+		var b [3]byte
+		rand.Read(b[:])
+		opts.Prefix = "rdt" + hex.EncodeToString(b[:])
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	l := &Lab{
+		Prefix: opts.Prefix,
+		Dir:    filepath.Join(StateRoot, opts.Prefix),
+		Binary: bin,
+		logf:   opts.Logf,
+		state: State{
+			Prefix:     opts.Prefix,
+			Owner:      os.Getpid(),
+			Persistent: opts.Persistent,
+			Created:    time.Now().UTC().Format(time.RFC3339),
+		},
+	}
+	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("making lab directory: %w", err)
+	}
+	if err := l.build(ctx); err != nil {
+		l.Down()
+		return nil, err
+	}
+	return l, nil
+}
+
+// NS is the namespace name of a node.
+func (l *Lab) NS(node string) string { return l.Prefix + "-" + node }
+
+func (l *Lab) build(ctx context.Context) error {
+	l.logf("lab %s: creating namespaces", l.Prefix)
+	for _, n := range []string{Laptop, Box, Internet} {
+		if err := l.AddNode(ctx, n, n == Laptop); err != nil {
+			return err
+		}
+	}
+	// The laptop's cable to the box's LAN port.
+	if err := l.AddLink(ctx, Laptop, LaptopIface, LaptopMAC, Box, BoxLANIface, BoxLANMAC); err != nil {
+		return err
+	}
+	// The box's WAN port to the world beyond.
+	if err := l.AddLink(ctx, Box, BoxWANIface, "", Internet, InternetIface, ""); err != nil {
+		return err
+	}
+	steps := [][]string{
+		{Box, "ip", "addr", "add", BoxWAN.String(), "dev", BoxWANIface},
+		{Box, "ip", "route", "add", "default", "via", Upstream.Addr().String()},
+		{Internet, "ip", "addr", "add", Upstream.String(), "dev", InternetIface},
+	}
+	for _, h := range internetHosts {
+		steps = append(steps, []string{Internet, "ip", "addr", "add", h.String() + "/32", "dev", "lo"})
+	}
+	for _, s := range steps {
+		if _, err := l.Exec(ctx, s[0], s[1:]...); err != nil {
+			return err
+		}
+	}
+	if err := l.countIngress(ctx, Internet, InternetIface); err != nil {
+		return err
+	}
+	return l.startInternet(ctx)
+}
+
+// AddNode creates a node's namespace with loopback up. IPv6 stays on only where
+// ipv6 is true: elsewhere the kernel's own IPv6 chatter would blur what tests see.
+func (l *Lab) AddNode(ctx context.Context, node string, ipv6 bool) error {
+	ns := l.NS(node)
+	if _, err := run(ctx, "ip", "netns", "add", ns); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.state.Namespaces = append(l.state.Namespaces, ns)
+	l.mu.Unlock()
+	if err := l.saveState(); err != nil {
+		return err
+	}
+	// Per-namespace files for `ip netns exec` (resolv.conf a DHCP client rewrites).
+	etc := filepath.Join("/etc/netns", ns)
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("# written by the lab; the DHCP client replaces it\n"), 0o644); err != nil {
+		return err
+	}
+	cmds := [][]string{{"ip", "link", "set", "lo", "up"}}
+	v6 := "1"
+	if ipv6 {
+		v6 = "0"
+	}
+	cmds = append(cmds,
+		[]string{"sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=" + v6},
+		[]string{"sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=" + v6},
+	)
+	for _, c := range cmds {
+		if _, err := l.Exec(ctx, node, c...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AddLink connects two nodes with a veth pair and brings both ends up. Empty MACs
+// are left to the kernel.
+func (l *Lab) AddLink(ctx context.Context, a, aIf, aMAC, b, bIf, bMAC string) error {
+	args := []string{"-n", l.NS(a), "link", "add", aIf}
+	if aMAC != "" {
+		args = append(args, "address", aMAC)
+	}
+	args = append(args, "type", "veth", "peer", "name", bIf, "netns", l.NS(b))
+	if bMAC != "" {
+		args = append(args, "address", bMAC)
+	}
+	if _, err := run(ctx, "ip", args...); err != nil {
+		return err
+	}
+	for _, e := range [][2]string{{a, aIf}, {b, bIf}} {
+		if _, err := l.Exec(ctx, e[0], "ip", "link", "set", e[1], "up"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countIngress counts every frame arriving on a node's interface, and those whose
+// source is in the LAN prefix, with nftables counters read by Ingress.
+func (l *Lab) countIngress(ctx context.Context, node, iface string) error {
+	rules := fmt.Sprintf(`table netdev redoubt_lab {
+	counter all_in {}
+	counter from_lan {}
+	counter from_laptop_mac {}
+	chain ingress_%[1]s {
+		type filter hook ingress device %[1]q priority 0; policy accept;
+		counter name all_in
+		ether saddr %[2]s counter name from_laptop_mac
+		ip saddr %[3]s counter name from_lan
+	}
+}
+`, iface, LaptopMAC, LANPrefix)
+	cmd := l.Cmd(ctx, node, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nft in %s: %v: %s", node, err, out)
+	}
+	return nil
+}
+
+// IngressCounts are packets that arrived at a node from the box's side.
+type IngressCounts struct {
+	All, FromLAN, FromLaptopMAC uint64
+}
+
+// Ingress reads the counters countIngress installed on node.
+func (l *Lab) Ingress(ctx context.Context, node string) (IngressCounts, error) {
+	var c IngressCounts
+	for name, dst := range map[string]*uint64{"all_in": &c.All, "from_lan": &c.FromLAN, "from_laptop_mac": &c.FromLaptopMAC} {
+		out, err := l.Exec(ctx, node, "nft", "list", "counter", "netdev", "redoubt_lab", name)
+		if err != nil {
+			return c, err
+		}
+		f := strings.Fields(out)
+		for i := range f {
+			if f[i] == "packets" && i+1 < len(f) {
+				fmt.Sscan(f[i+1], dst)
+			}
+		}
+	}
+	return c, nil
+}
+
+// ResetIngress zeroes the counters.
+func (l *Lab) ResetIngress(ctx context.Context, node string) error {
+	_, err := l.Exec(ctx, node, "nft", "reset", "counters", "table", "netdev", "redoubt_lab")
+	return err
+}
+
+// Cmd returns a command that runs argv in node's namespace.
+func (l *Lab) Cmd(ctx context.Context, node string, argv ...string) *exec.Cmd {
+	args := append([]string{"netns", "exec", l.NS(node)}, argv...)
+	cmd := exec.CommandContext(ctx, "ip", args...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	cmd.WaitDelay = 2 * time.Second
+	return cmd
+}
+
+// Exec runs argv in node's namespace and returns its combined output; a failure
+// carries the output.
+func (l *Lab) Exec(ctx context.Context, node string, argv ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, defaultTimeout)
+	defer cancel()
+	out, err := l.Cmd(ctx, node, argv...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s: %s: %v: %s", node, strings.Join(argv, " "), err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
+}
+
+// Do runs fn on an OS thread that has entered node's namespace. Sockets fn opens
+// belong to that namespace for their whole life, whichever goroutine uses them.
+func (l *Lab) Do(node string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// The thread is never unlocked: it ends with the goroutine, so no other
+		// goroutine runs in the wrong namespace.
+		runtime.LockOSThread()
+		f, err := os.Open(filepath.Join("/run/netns", l.NS(node)))
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("entering %s: %w", node, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// Proc is a process the lab started in a node.
+type Proc struct {
+	Name, Node, Log string
+	cmd             *exec.Cmd
+	done            chan struct{}
+	err             error
+}
+
+// Start runs argv in node's namespace in the background, its output going to
+// <Dir>/<name>.log.
+func (l *Lab) Start(node, name string, argv ...string) (*Proc, error) {
+	logPath := filepath.Join(l.Dir, name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"netns", "exec", l.NS(node)}, argv...)
+	cmd := exec.Command("ip", args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	// Its own session: a Ctrl-C in the terminal reaches the lab's cleanup, not
+	// every process at once; and a persistent lab's processes outlive us.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("starting %s in %s: %w", name, node, err)
+	}
+	p := &Proc{Name: name, Node: node, Log: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	l.mu.Lock()
+	l.procs = append(l.procs, p)
+	l.state.Pids = append(l.state.Pids, cmd.Process.Pid)
+	l.mu.Unlock()
+	return p, l.saveState()
+}
+
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has ended, and how.
+func (p *Proc) Exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.err
+	default:
+		return false, nil
+	}
+}
+
+// Wait waits for the process to end, up to timeout.
+func (p *Proc) Wait(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		return fmt.Errorf("%s did not exit within %v", p.Name, timeout)
+	}
+}
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Stop asks the process to end (SIGTERM) and kills it after grace.
+func (p *Proc) Stop(grace time.Duration) error {
+	if done, err := p.Exited(); done {
+		return err
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(grace):
+		p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s ignored SIGTERM for %v and was killed", p.Name, grace)
+	}
+}
+
+// Output returns what the process has written so far.
+func (p *Proc) Output() string {
+	b, _ := os.ReadFile(p.Log)
+	return string(b)
+}
+
+func (l *Lab) saveState() error {
+	l.mu.Lock()
+	b, err := json.MarshalIndent(l.state, "", "  ")
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(l.Dir, "lab.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(l.Dir, "lab.json"))
+}
+
+// Down stops the lab's processes and removes its namespaces and files. It is safe
+// to call more than once.
+func (l *Lab) Down() error {
+	l.mu.Lock()
+	if l.down {
+		l.mu.Unlock()
+		return nil
+	}
+	l.down = true
+	procs := l.procs
+	l.mu.Unlock()
+	for _, p := range procs {
+		p.Stop(3 * time.Second)
+	}
+	return remove(l.Dir, l.logf)
+}
+
+func run(ctx context.Context, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, defaultTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
+}

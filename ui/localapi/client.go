@@ -1,0 +1,113 @@
+package localapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+)
+
+// Client talks to the local API.
+type Client struct {
+	Socket string
+	hc     *http.Client
+}
+
+// NewClient returns a client for the API socket at path.
+func NewClient(path string) *Client {
+	return &Client{
+		Socket: path,
+		hc: &http.Client{Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", path)
+			},
+		}},
+	}
+}
+
+func (c *Client) get(ctx context.Context, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://redoubt"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("%w: %s", ErrNoDaemon, c.Socket)
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("the local API at %s is for root only: run this command as root", c.Socket)
+		}
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("%s: %s: %s", path, resp.Status, msg)
+	}
+	return resp, nil
+}
+
+// GetJSON fetches path and decodes its JSON body into v.
+func (c *Client) GetJSON(ctx context.Context, path string, v any) error {
+	resp, err := c.get(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("decoding %s: %w", path, err)
+	}
+	return nil
+}
+
+// Status fetches the box's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.GetJSON(ctx, "/v1/status", &s)
+}
+
+// Leaks fetches the leak log.
+func (c *Client) Leaks(ctx context.Context) (Leaks, error) {
+	var l Leaks
+	return l, c.GetJSON(ctx, "/v1/leaks", &l)
+}
+
+// Pcap copies the recent dropped frames, as a pcap file, to w.
+func (c *Client) Pcap(ctx context.Context, w io.Writer) error {
+	resp, err := c.get(ctx, "/v1/leaks.pcap")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// FollowLeaks calls fn with each leak entry as it is created or updated, until
+// ctx ends or fn returns an error.
+func (c *Client) FollowLeaks(ctx context.Context, fn func(json.RawMessage) error) error {
+	resp, err := c.get(ctx, "/v1/leaks/follow")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if err := fn(json.RawMessage(sc.Bytes())); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return sc.Err()
+}

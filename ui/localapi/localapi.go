@@ -1,0 +1,182 @@
+// Package localapi is the box's local admin API: HTTP with JSON over a Unix socket
+// that only root may open, used by the `redoubt` commands on the box and by tests.
+// The daemon serves it; cmd/redoubt uses its Client.
+package localapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/redoubt/redoubt/datapath/leaklog"
+	"github.com/redoubt/redoubt/datapath/link"
+)
+
+// Status is the box at a glance.
+type Status struct {
+	Version string    `json:"version"`
+	Started time.Time `json:"started"`
+	LAN     LANStatus `json:"lan"`
+}
+
+// LANStatus describes the LAN port.
+type LANStatus struct {
+	Interface string   `json:"interface"`
+	Address   string   `json:"address"`
+	MAC       string   `json:"mac"`
+	Services  []string `json:"services"`
+	Reveal    bool     `json:"reveal"`
+	Dropped   uint64   `json:"dropped"`
+	// Link counts frames on the wire; StackDropped, packets the filter let in
+	// that the netstack then refused (bad checksum, no listener).
+	Link          link.Stats `json:"link"`
+	StackDropped  uint64     `json:"stack_dropped"`
+	StackCounters []string   `json:"stack_counters,omitempty"`
+}
+
+// Leaks is the leak log: totals and the aggregated entries.
+type Leaks struct {
+	Counters leaklog.Counters `json:"counters"`
+	Entries  []leaklog.Entry  `json:"entries"`
+}
+
+// Deps are what the API reports on.
+type Deps struct {
+	Status func() Status
+	Leaks  *leaklog.Log
+	Logger *slog.Logger
+}
+
+// Handler returns the API's HTTP handler.
+func Handler(d Deps) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, d.Status())
+	})
+	mux.HandleFunc("GET /v1/leaks", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, Leaks{Counters: d.Leaks.Counters(), Entries: d.Leaks.Entries()})
+	})
+	mux.HandleFunc("GET /v1/leaks/follow", func(w http.ResponseWriter, r *http.Request) {
+		follow(w, r, d.Leaks)
+	})
+	mux.HandleFunc("GET /v1/leaks.pcap", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
+		w.Header().Set("Content-Disposition", `attachment; filename="redoubt-drops.pcap"`)
+		if err := d.Leaks.WritePcap(w); err != nil {
+			d.Logger.Warn("writing pcap", "err", err)
+		}
+	})
+	return mux
+}
+
+// follow streams leak entries as they change, one JSON object per line.
+func follow(w http.ResponseWriter, r *http.Request, leaks *leaklog.Log) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	ch, cancel := leaks.Subscribe(256)
+	defer cancel()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	fl.Flush()
+	enc := json.NewEncoder(w)
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case e, ok := <-ch:
+			if !ok {
+				return
+			}
+			if enc.Encode(e) != nil {
+				return
+			}
+			fl.Flush()
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// Listen opens the API's Unix socket at path, readable and writable by root only,
+// replacing a stale socket left by a previous run.
+func Listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("making API socket directory: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("api.socket %s exists and is not a socket: refusing to replace it", path)
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("api.socket %s: another redoubt daemon is serving it", path)
+		}
+		os.Remove(path)
+	}
+	old := unix.Umask(0o077)
+	ln, err := net.Listen("unix", path)
+	unix.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listening on API socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("restricting API socket: %w", err)
+	}
+	return &rootOnly{ln.(*net.UnixListener)}, nil
+}
+
+// rootOnly refuses connections from any user but root, whatever the socket's
+// file permissions say.
+type rootOnly struct{ *net.UnixListener }
+
+func (l *rootOnly) Accept() (net.Conn, error) {
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return nil, err
+		}
+		if uid, err := peerUID(c); err == nil && uid == 0 {
+			return c, nil
+		}
+		c.Close()
+	}
+}
+
+func peerUID(c *net.UnixConn) (uint32, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	err = raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if cerr != nil {
+		return 0, cerr
+	}
+	return cred.Uid, nil
+}
+
+// ErrNoDaemon means nothing answers on the API socket.
+var ErrNoDaemon = errors.New("the redoubt daemon is not running (nothing answers on its API socket)")
