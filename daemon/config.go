@@ -25,9 +25,18 @@ var Example string
 // Config is the daemon's config file.
 type Config struct {
 	LAN   lan.Config  `toml:"lan"`
+	Setup SetupConfig `toml:"setup"`
 	State StateConfig `toml:"state"`
 	Log   LogConfig   `toml:"log"`
 	API   APIConfig   `toml:"api"`
+}
+
+// SetupConfig records whether the owner has finished setting the box up. Until
+// then the box tells the laptop it is a captive portal (DHCP option 114, the
+// captive-probe names in DNS) so the browser opens the setup page.
+type SetupConfig struct {
+	// Done is false on a new box.
+	Done bool `toml:"done"`
 }
 
 // StateConfig says where the box keeps what it must remember.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -76,6 +77,7 @@ func Serve(path string) error {
 
 // Box is the running appliance: every room, wired together.
 type Box struct {
+	mu      sync.Mutex // guards cfg
 	cfg     Config
 	log     *slog.Logger
 	started time.Time
@@ -109,6 +111,8 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 	b.web = ui.Server(ui.Handler(ui.Info{Version: info.Version, Address: l.Addr().String()}, webLog), webLog)
 	b.serve("web", b.web, webLn)
 
+	// More services on the LAN port join here, each from its room's constructor.
+
 	apiLn, err := localapi.Listen(cfg.API.Socket)
 	if err != nil {
 		b.Close()
@@ -137,17 +141,37 @@ func (b *Box) serve(name string, srv *http.Server, ln net.Listener) {
 // Reconfig applies a new config while running. What cannot change without a
 // restart is refused with the reason.
 func (b *Box) Reconfig(cfg Config) error {
-	if cfg.State != b.cfg.State || cfg.API != b.cfg.API {
+	old := b.config()
+	if cfg.State != old.State || cfg.API != old.API {
 		return errors.New("state.dir and api.socket change only with a restart")
 	}
 	if err := b.lan.Reconfig(cfg.LAN); err != nil {
 		return err
 	}
+	b.mu.Lock()
 	b.cfg = cfg
+	b.mu.Unlock()
 	return nil
 }
 
+// captiveURL is where a laptop finds the box's captive-portal API (RFC 8908)
+// while setup is unfinished, and "" afterwards.
+func (b *Box) captiveURL() string {
+	if b.config().Setup.Done {
+		return ""
+	}
+	return "http://" + b.lan.Addr().String() + "/captive-portal/api"
+}
+
+// config returns the config in force.
+func (b *Box) config() Config {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cfg
+}
+
 func (b *Box) status() localapi.Status {
+	cfg := b.config()
 	st := b.lan.Stats()
 	c := b.leaks.Counters()
 	var svcs []string
@@ -158,11 +182,11 @@ func (b *Box) status() localapi.Status {
 		Version: version.Get().Version,
 		Started: b.started,
 		LAN: localapi.LANStatus{
-			Interface:     b.cfg.LAN.Interface,
-			Address:       b.cfg.LAN.Address.String(),
+			Interface:     cfg.LAN.Interface,
+			Address:       cfg.LAN.Address.String(),
 			MAC:           b.lan.MAC().String(),
 			Services:      svcs,
-			Reveal:        b.cfg.LAN.RevealOn(),
+			Reveal:        cfg.LAN.RevealOn(),
 			Dropped:       c.Total,
 			Link:          st.Link,
 			StackDropped:  st.StackDropped,
@@ -181,7 +205,7 @@ func (b *Box) Close() error {
 		}
 	}
 	if b.api != nil {
-		os.Remove(b.cfg.API.Socket)
+		os.Remove(b.config().API.Socket)
 	}
 	if b.lan != nil {
 		b.lan.Close()

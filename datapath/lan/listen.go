@@ -9,6 +9,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
 
 	"github.com/redoubt/redoubt/datapath/filter"
 )
@@ -41,6 +43,34 @@ func (l *LAN) ListenUDP(port uint16) (net.PacketConn, error) {
 		return nil, err
 	}
 	return &packetConn{UDPConn: c, release: l.releaser(svc)}, nil
+}
+
+// ListenUDPBroadcast opens a UDP service that also takes datagrams sent to the
+// limited and subnet broadcast addresses and from clients without an address
+// (0.0.0.0), and may send to the broadcast address: what a DHCP server needs.
+// Replies go out from the box's address. To unicast to a client that cannot answer
+// ARP yet, pin its address first with SetNeighbor.
+func (l *LAN) ListenUDPBroadcast(port uint16) (net.PacketConn, error) {
+	var wq waiter.Queue
+	ep, terr := l.stack.NewEndpoint(udp.ProtocolNumber, ipv4.ProtocolNumber, &wq)
+	if terr != nil {
+		return nil, fmt.Errorf("listening on LAN udp/%d: %s", port, terr)
+	}
+	ep.SocketOptions().SetBroadcast(true)
+	if terr := ep.SocketOptions().SetBindToDevice(nicID); terr != nil {
+		ep.Close()
+		return nil, fmt.Errorf("binding udp/%d to the LAN port: %s", port, terr)
+	}
+	if terr := ep.Bind(tcpip.FullAddress{NIC: nicID, Port: port}); terr != nil {
+		ep.Close()
+		return nil, fmt.Errorf("listening on LAN udp/%d: %s", port, terr)
+	}
+	svc := filter.Service{Proto: filter.UDP, Port: port, Broadcast: true}
+	if err := l.open(svc); err != nil {
+		ep.Close()
+		return nil, err
+	}
+	return &packetConn{UDPConn: gonet.NewUDPConn(&wq, ep), release: l.releaser(svc)}, nil
 }
 
 func (l *LAN) fullAddr(port uint16) tcpip.FullAddress {

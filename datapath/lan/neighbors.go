@@ -2,8 +2,11 @@ package lan
 
 import (
 	"encoding/binary"
+	"fmt"
+	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
@@ -19,10 +22,13 @@ const maxNeighbors = 1024
 // responder, whose replies come from addresses the box does not own and whose ARP
 // requests would have to claim them.
 type neighbors struct {
-	// last is touched only by the link's reader goroutine: the common case of
-	// one laptop costs a comparison per frame.
+	// last* are touched only by the link's reader goroutine: the common case
+	// of one laptop costs a comparison per frame. gen changes whenever the
+	// table does, so a pin from elsewhere is not hidden by the shortcut.
 	lastIP  uint32
 	lastMAC [6]byte
+	lastGen uint64
+	gen     atomic.Uint64
 
 	mu    sync.Mutex
 	known map[netip.Addr][6]byte
@@ -43,11 +49,29 @@ func (l *LAN) learn(frame []byte) {
 	ip := binary.BigEndian.Uint32(src)
 	mac := [6]byte(frame[6:12])
 	n := &l.neigh
-	if ip == 0 || (ip == n.lastIP && mac == n.lastMAC) {
+	if ip == 0 || (ip == n.lastIP && mac == n.lastMAC && n.lastGen == n.gen.Load()) {
 		return
 	}
-	n.lastIP, n.lastMAC = ip, mac
-	addr := netip.AddrFrom4([4]byte(src))
+	l.pin(netip.AddrFrom4([4]byte(src)), mac)
+	n.lastIP, n.lastMAC, n.lastGen = ip, mac, n.gen.Load()
+}
+
+// SetNeighbor pins the hardware address of a LAN address, so the box can send to
+// a device that cannot answer ARP yet (a DHCP client being offered an address).
+func (l *LAN) SetNeighbor(addr netip.Addr, mac net.HardwareAddr) error {
+	if !addr.Is4() || !l.cfg.Address.Contains(addr) || addr == l.cfg.Address.Addr() {
+		return fmt.Errorf("lan: SetNeighbor %v: not a device address on the LAN %v", addr, l.cfg.Address.Masked())
+	}
+	if len(mac) != 6 || mac[0]&1 != 0 {
+		return fmt.Errorf("lan: SetNeighbor %v: %v is not a unicast Ethernet address", addr, mac)
+	}
+	l.pin(addr, [6]byte(mac))
+	return nil
+}
+
+// pin records addr → mac and installs it as a static neighbour.
+func (l *LAN) pin(addr netip.Addr, mac [6]byte) {
+	n := &l.neigh
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if old, ok := n.known[addr]; ok && old == mac {
@@ -64,6 +88,7 @@ func (l *LAN) learn(frame []byte) {
 		}
 	}
 	n.known[addr] = mac
+	n.gen.Add(1)
 	l.stack.AddStaticNeighbor(nicID, ipv4.ProtocolNumber, tcpip.AddrFrom4(addr.As4()), tcpip.LinkAddress(mac[:]))
 }
 
