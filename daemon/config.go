@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -151,11 +152,21 @@ func ParseConfig(text string) (Config, error) {
 		if errors.As(err, &pe) {
 			where := fmt.Sprintf("line %d", pe.Position.Line)
 			if pe.LastKey != "" {
-				return Config{}, fmt.Errorf("%s: %s: %s", where, pe.LastKey, pe.Message)
+				msg := fmt.Sprintf("%s: %s: %s", where, pe.LastKey, pe.Message)
+				if h, ok := accepted[pe.LastKey]; ok {
+					msg += "; want " + h
+				}
+				return Config{}, errors.New(msg)
 			}
 			return Config{}, fmt.Errorf("%s: %s", where, pe.Message)
 		}
-		return Config{}, err
+		msg := strings.TrimPrefix(err.Error(), "toml: ")
+		if m := lastKey.FindStringSubmatch(msg); m != nil {
+			if h, ok := accepted[m[1]]; ok {
+				msg += "; want " + h
+			}
+		}
+		return Config{}, errors.New(msg)
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		known := knownKeys()
@@ -171,6 +182,16 @@ func ParseConfig(text string) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+var lastKey = regexp.MustCompile(`last key "([^"]+)"`)
+
+// accepted says, for settings whose type the file parser checks, what a value
+// must look like.
+var accepted = map[string]string{
+	"lan.address": "an IPv4 address with prefix length, such as 10.201.86.1/24",
+	"lan.reveal":  "true or false",
+	"setup.done":  "true or false",
 }
 
 // knownKeys lists the settings the example file documents.

@@ -180,6 +180,18 @@ func (l *LAN) start(ep *link.Endpoint) error {
 		s.Close()
 		return err
 	}
+	// The reveal responder is in place before the NIC exists: once it does, the
+	// link's reader delivers frames.
+	fwd := tcp.NewForwarder(s, 64<<10, revealConcurrency, l.revealTCP)
+	s.SetTransportProtocolHandler(tcp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
+		if !isSYN(pkt) {
+			// A segment of no connection (one the responder already reset):
+			// counted, and answered with a reset by the stack.
+			l.recordStray(id)
+			return false
+		}
+		return fwd.HandlePacket(id, pkt)
+	})
 	if err := s.CreateNICWithOptions(nicID, ep, stack.NICOptions{Name: "lan"}); err != nil {
 		s.Close()
 		return fmt.Errorf("creating LAN NIC: %s", err)
@@ -199,24 +211,17 @@ func (l *LAN) start(ep *link.Endpoint) error {
 		{Destination: subnet, NIC: nicID},
 		{Destination: bcast, NIC: nicID},
 	})
-	if l.cfg.RevealOn() {
-		// Accept connections to any address so the reveal responder can read
-		// their first bytes; the filter passes only TCP openings toward
-		// addresses beyond the box, and replies go only to the LAN.
-		s.SetPromiscuousMode(nicID, true)
-		s.SetSpoofing(nicID, true)
-		fwd := tcp.NewForwarder(s, 64<<10, revealConcurrency, l.revealTCP)
-		s.SetTransportProtocolHandler(tcp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
-			if !isSYN(pkt) {
-				// A segment of no connection (one the responder already
-				// reset): counted, and answered with a reset by the stack.
-				l.recordStray(id)
-				return false
-			}
-			return fwd.HandlePacket(id, pkt)
-		})
-	}
+	l.setReveal(l.cfg.RevealOn())
 	return nil
+}
+
+// setReveal lets the netstack accept connections to any address, so the reveal
+// responder can read their first bytes, and answer from those addresses. The
+// filter passes it only TCP toward addresses beyond the box, and the outbound
+// gate lets replies go only to the LAN.
+func (l *LAN) setReveal(on bool) {
+	l.stack.SetPromiscuousMode(nicID, on)
+	l.stack.SetSpoofing(nicID, on)
 }
 
 // tuneTCP sets the netstack's TCP options explicitly rather than trusting defaults:
@@ -285,8 +290,18 @@ func (l *LAN) Reconfig(cfg Config) error {
 		return fmt.Errorf("lan: changing the interface or address (%s %v → %s %v) needs the LAN restarted",
 			l.cfg.Interface, l.cfg.Address, cfg.Interface, cfg.Address)
 	}
-	if cfg.RevealOn() != l.cfg.RevealOn() {
-		return l.swapRules(func(c *filter.Config) { c.Reveal = cfg.RevealOn() })
+	if on := cfg.RevealOn(); on != l.rules.Load().Config().Reveal {
+		// Turning on, the stack is ready before the filter lets TCP through;
+		// turning off, the filter stops it before the stack is narrowed.
+		if on {
+			l.setReveal(true)
+		}
+		if err := l.swapRules(func(c *filter.Config) { c.Reveal = on }); err != nil {
+			return err
+		}
+		if !on {
+			l.setReveal(false)
+		}
 	}
 	return nil
 }
