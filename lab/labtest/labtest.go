@@ -88,7 +88,14 @@ func Shared(t testing.TB) *Env {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	l, err := lab.Up(ctx, lab.Options{Binary: bin, Logf: t.Logf})
+	// The lab outlives the test that built it, so it logs to standard error
+	// (in verbose runs) rather than to that test.
+	logf := func(format string, args ...any) {
+		if testing.Verbose() {
+			fmt.Fprintf(os.Stderr, format+"\n", args...)
+		}
+	}
+	l, err := lab.Up(ctx, lab.Options{Binary: bin, Logf: logf})
 	if err != nil {
 		t.Fatalf("building the lab: %v", err)
 	}
