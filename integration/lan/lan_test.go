@@ -225,13 +225,13 @@ func TestBadFrames(t *testing.T) {
 	good := buildFrame(t, laptopMAC, boxMAC, lab.LaptopStatic.Addr().AsSlice(), lab.BoxLAN.AsSlice(), syn)
 	var frames [][]byte
 	frames = append(frames,
-		ethHdr(0x0800),                              // IPv4 with no header
-		append(ethHdr(0x0800), 0x45, 0, 0xff, 0xff), // truncated, claims 64 KiB
-		append(ethHdr(0x0806), 1, 2, 3),             // truncated ARP
-		append(ethHdr(0x88cc), make([]byte, 46)...), // LLDP
-		append(ethHdr(0x0004), make([]byte, 46)...), // 802.3 length field
+		ethHdr(0x0800), // IPv4 with no header
+		append(ethHdr(0x0800), 0x45, 0, 0xff, 0xff),                 // truncated, claims 64 KiB
+		append(ethHdr(0x0806), 1, 2, 3),                             // truncated ARP
+		append(ethHdr(0x88cc), make([]byte, 46)...),                 // LLDP
+		append(ethHdr(0x0004), make([]byte, 46)...),                 // 802.3 length field
 		append(ethHdr(0x0800), bytes.Repeat([]byte{0xa5}, 1500)...), // garbage, as large as the link allows
-		good[:len(good)-10], // truncated TCP
+		good[:len(good)-10],                                         // truncated TCP
 	)
 	frag := append([]byte(nil), good...)
 	frag[14+6] = 0x20 // more fragments
@@ -462,4 +462,3 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
