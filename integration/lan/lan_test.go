@@ -462,3 +462,54 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestNoIPv6FromTheBox solicits a router and a neighbour the way a laptop's kernel
+// does, and listens on the laptop's wire: the box must send no IPv6 at all, and so
+// never a router advertisement.
+func TestNoIPv6FromTheBox(t *testing.T) {
+	e := env(t)
+	boxMAC := macOf(t, e, lab.Box, lab.BoxLANIface)
+	laptopMAC := macOf(t, e, lab.Laptop, lab.LaptopIface)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	capture := e.Lab.Cmd(ctx, lab.Laptop, "timeout", "4", "tcpdump", "-i", lab.LaptopIface, "-n", "-l",
+		"ether src "+boxMAC.String()+" and ip6")
+	var out bytes.Buffer
+	capture.Stdout, capture.Stderr = &out, &out
+	if err := capture.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // tcpdump is listening
+	src := net.ParseIP("fe80::52:44ff:fe00:64")
+	rs := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeRouterSolicitation, 0)}
+	ns := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborSolicitation, 0)}
+	var frames [][]byte
+	for _, m := range []struct {
+		icmp *layers.ICMPv6
+		dst  net.IP
+		body gopacket.Payload
+	}{
+		{rs, net.ParseIP("ff02::2"), make([]byte, 4)},
+		{ns, net.ParseIP("ff02::1:ff00:1"), append(make([]byte, 4), net.ParseIP("fe80::1")...)},
+	} {
+		ip := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolICMPv6, HopLimit: 255, SrcIP: src, DstIP: m.dst}
+		m.icmp.SetNetworkLayerForChecksum(ip)
+		buf := gopacket.NewSerializeBuffer()
+		dstMAC := net.HardwareAddr{0x33, 0x33, m.dst[12], m.dst[13], m.dst[14], m.dst[15]}
+		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+			&layers.Ethernet{SrcMAC: laptopMAC, DstMAC: dstMAC, EthernetType: layers.EthernetTypeIPv6}, ip, m.icmp, m.body); err != nil {
+			t.Fatal(err)
+		}
+		frames = append(frames, buf.Bytes())
+	}
+	for range 3 {
+		if err := e.Lab.SendFrames(lab.Laptop, lab.LaptopIface, frames); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	capture.Wait()
+	if !strings.Contains(out.String(), "0 packets captured") {
+		t.Errorf("the box sent IPv6:\n%s", out.String())
+	}
+}

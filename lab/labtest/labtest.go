@@ -69,7 +69,13 @@ var (
 
 // Shared returns the package's lab, building it (and starting the box with the
 // default config) on first use. Main removes it when the package's tests end.
-func Shared(t testing.TB) *Env {
+func Shared(t testing.TB) *Env { return shared1(t, true) }
+
+// SharedLab is Shared without the box, for tests that run their own netstack on
+// the box's LAN port.
+func SharedLab(t testing.TB) *Env { return shared1(t, false) }
+
+func shared1(t testing.TB, withBox bool) *Env {
 	t.Helper()
 	Require(t)
 	envMu.Lock()
@@ -101,6 +107,9 @@ func Shared(t testing.TB) *Env {
 	}
 	e := &Env{Lab: l}
 	shared = e
+	if !withBox {
+		return e
+	}
 	if e.Box, err = l.StartBox(ctx, l.BoxConfig("")); err != nil {
 		t.Fatalf("starting the box: %v", err)
 	}
