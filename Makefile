@@ -8,8 +8,6 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X $(PKG)/internal/version.version=$(VERSION) -X $(PKG)/internal/version.commit=$(COMMIT)
 export CGO_ENABLED := 0
-# Fuzz each decoder of laptop-supplied bytes for this long in `make test`.
-FUZZTIME  ?= 10s
 
 .PHONY: all build deps demo demo-down test check vet fmt unit fuzz bench-smoke bench cross clean
 
