@@ -1,0 +1,559 @@
+// Package dhcp is the box's DHCPv4 server: it gives the owner's laptop (and any
+// device on the LAN port) its address, router, DNS server, domain and the setup
+// page's captive-portal URL, and remembers every lease across restarts and crashes.
+//
+// It serves on a net.PacketConn that the LAN room opens for it
+// (datapath/lan ListenUDPBroadcast(67)) and reaches the datapath only through the
+// Neighbors interface, to pin a device's hardware address before unicasting to an
+// address the device cannot answer ARP for yet. Names devices send (option 12)
+// go to the DNS room through HostNames. Packets are encoded and decoded with
+// github.com/insomniacslk/dhcp; the lease rules live in dhcp/leases and the lease
+// file in dhcp/leasedb.
+//
+// Only the daemon builds a Server; ui/localapi and cmd use its Lease and Stats types.
+package dhcp
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redoubt/redoubt/dhcp/leasedb"
+	"github.com/redoubt/redoubt/dhcp/leases"
+	"github.com/redoubt/redoubt/internal/ratelimit"
+)
+
+// Neighbors pins the hardware address of a LAN address, so the box can unicast to
+// a device that cannot answer ARP yet. *lan.LAN implements it.
+type Neighbors interface {
+	SetNeighbor(addr netip.Addr, mac net.HardwareAddr) error
+}
+
+// HostNames receives the names devices give themselves (option 12), each reduced
+// to a single DNS label; an empty name removes addr's. The DNS room implements it
+// so a laptop's name resolves. Calls come from one goroutine and must not block.
+type HostNames interface {
+	SetHost(addr netip.Addr, name string)
+}
+
+// Deps are what a Server needs from the rest of the box.
+type Deps struct {
+	// Conn receives and sends DHCP on the LAN port: lan.ListenUDPBroadcast(67).
+	// The Server closes it.
+	Conn net.PacketConn
+	// Neighbors pins hardware addresses before unicast replies (the *lan.LAN).
+	Neighbors Neighbors
+	// LAN is the box's address with the LAN prefix (lan.address).
+	LAN netip.Prefix
+	// StateDir holds the lease file (state.dir).
+	StateDir string
+	// HostNames receives device names; nil drops them.
+	HostNames HostNames
+	// CaptiveURL returns the RFC 8908 captive-portal API URL to send in option
+	// 114, or "" to send none (setup finished). nil sends none.
+	CaptiveURL func() string
+	Logger     *slog.Logger
+	// Now returns the time; tests set it. Default time.Now.
+	Now func() time.Time
+}
+
+// Lease is one device's lease, as the admin API and the UI show it.
+type Lease struct {
+	MAC         string     `json:"mac"`
+	Address     netip.Addr `json:"address"`
+	Hostname    string     `json:"hostname,omitempty"`
+	ClientID    string     `json:"client_id,omitempty"` // option 61, hex
+	VendorClass string     `json:"vendor_class,omitempty"`
+	Expiry      time.Time  `json:"expiry"`
+	FirstSeen   time.Time  `json:"first_seen"`
+	// State is "bound" (live), "expired" (lapsed or released; the device gets
+	// the address back if it returns) or "declined" (reported in use; out of
+	// use until Expiry).
+	State string `json:"state"`
+	// Reserved: the address is the device's by a [[dhcp.reservation]].
+	Reserved bool `json:"reserved,omitempty"`
+	// Owner: the first device the box bound; its address is kept for it.
+	Owner bool `json:"owner,omitempty"`
+}
+
+// Server is the running DHCP server.
+type Server struct {
+	deps Deps
+	log  *slog.Logger
+	now  func() time.Time
+	conn net.PacketConn
+	box  [4]byte
+
+	opts atomic.Pointer[replyOptions]
+	cfg  atomic.Pointer[Config]
+
+	mu    sync.Mutex // guards table and db writes
+	table *leases.Table
+	db    *leasedb.DB
+
+	// Used only by the worker goroutine.
+	published map[netip.Addr]string
+	perMAC    map[[6]byte]*ratelimit.Limiter
+	scratch   []reply
+
+	stats    counters
+	logRate  ratelimit.Limiter // packet-path log lines
+	warnRate ratelimit.Limiter // pool exhaustion, store errors
+
+	in        chan packet
+	bufs      sync.Pool
+	started   bool // guarded by mu
+	closed    atomic.Bool
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// queueLen bounds packets waiting for the worker; beyond it they are dropped and
+// counted (overload), so a flood costs bounded memory.
+const queueLen = 1024
+
+// maxBatch bounds the packets handled per lease-file commit.
+const maxBatch = 256
+
+// sweepEvery is how often lapsed offers and declines are forgotten and names of
+// expired leases withdrawn.
+const sweepEvery = 5 * time.Second
+
+// New opens the lease file in deps.StateDir, loads the leases and publishes the
+// names of live ones. Serve then answers on deps.Conn.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if deps.Conn == nil || deps.Neighbors == nil {
+		return nil, errors.New("dhcp: Deps.Conn and Deps.Neighbors are required")
+	}
+	if !deps.LAN.IsValid() || !deps.LAN.Addr().Is4() {
+		return nil, fmt.Errorf("dhcp: Deps.LAN %v: want the box's IPv4 address with the LAN prefix", deps.LAN)
+	}
+	if deps.StateDir == "" {
+		return nil, errors.New("dhcp: Deps.StateDir is required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	cfg = cfg.WithDefaults(deps.LAN)
+	if err := cfg.Validate(deps.LAN); err != nil {
+		return nil, err
+	}
+	table, err := leases.New(cfg.tableConfig(deps.LAN))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		deps:      deps,
+		log:       deps.Logger,
+		now:       deps.Now,
+		conn:      deps.Conn,
+		box:       deps.LAN.Addr().As4(),
+		table:     table,
+		published: make(map[netip.Addr]string),
+		perMAC:    make(map[[6]byte]*ratelimit.Limiter),
+		logRate:   ratelimit.Limiter{Rate: 5, Burst: 20},
+		warnRate:  ratelimit.Limiter{Rate: 0.1, Burst: 2},
+		in:        make(chan packet, queueLen),
+		done:      make(chan struct{}),
+	}
+	s.bufs.New = func() any { b := make([]byte, bufSize); return &b }
+	s.cfg.Store(&cfg)
+	s.opts.Store(compileOptions(cfg, deps.LAN))
+
+	path := filepath.Join(deps.StateDir, leasedb.FileName)
+	db, note, err := leasedb.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if note != "" {
+		s.log.Error("lease file replaced", "path", path, "why", note)
+	}
+	s.db = db
+	ls, bad, err := db.Load()
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	skipped := table.Load(ls)
+	now := s.now()
+	c := table.Counts(now)
+	s.log.Info("DHCP leases loaded", "path", path, "records", c.Records, "active", c.Active,
+		"unreadable", bad, "off_lan", len(skipped), "pool", fmt.Sprintf("%v-%v", cfg.PoolStart, cfg.PoolEnd))
+	for _, l := range table.Leases() {
+		s.reconcileName(l.Addr, &l, now)
+	}
+	return s, nil
+}
+
+// Reconfig applies a new [dhcp] section while serving: pool, lease time,
+// options and reservations. Leases outside a new pool stay until their device
+// next asks, and get a NAK then.
+func (s *Server) Reconfig(cfg Config) error {
+	cfg = cfg.WithDefaults(s.deps.LAN)
+	if err := cfg.Validate(s.deps.LAN); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.table.SetConfig(cfg.tableConfig(s.deps.LAN)); err != nil {
+		return err
+	}
+	s.cfg.Store(&cfg)
+	s.opts.Store(compileOptions(cfg, s.deps.LAN))
+	return nil
+}
+
+// Config returns the config in force, defaults filled.
+func (s *Server) Config() Config { return *s.cfg.Load() }
+
+// Leases lists every lease record, live, lapsed and declined, by address.
+func (s *Server) Leases() []Lease {
+	s.mu.Lock()
+	ls := s.table.Leases()
+	res := make([]bool, len(ls))
+	for i := range ls {
+		res[i] = s.table.Reserved(ls[i].Addr, ls[i].MAC)
+	}
+	s.mu.Unlock()
+	now := s.now()
+	out := make([]Lease, len(ls))
+	for i, l := range ls {
+		state := "bound"
+		switch {
+		case l.Declined:
+			state = "declined"
+		case !l.Active(now):
+			state = "expired"
+		}
+		out[i] = Lease{
+			MAC: net.HardwareAddr(l.MAC[:]).String(), Address: l.Addr, Hostname: l.Hostname,
+			ClientID: hex.EncodeToString(l.ClientID), VendorClass: l.VendorClass,
+			Expiry: l.Expiry, FirstSeen: l.FirstSeen, State: state, Reserved: res[i], Owner: l.Owner,
+		}
+	}
+	return out
+}
+
+// Serve answers DHCP until Close. It returns nil after Close, or the error that
+// stopped it reading.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	if s.started || s.closed.Load() {
+		s.mu.Unlock()
+		return errors.New("dhcp: Serve called twice or after Close")
+	}
+	s.started = true
+	s.mu.Unlock()
+	defer close(s.done)
+	workerDone := make(chan struct{})
+	go func() {
+		defer close(workerDone)
+		s.work()
+	}()
+	err := s.read()
+	close(s.in)
+	<-workerDone
+	if s.closed.Load() {
+		return nil
+	}
+	return err
+}
+
+// Close stops serving, closes the connection and the lease file.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.conn.Close()
+		s.mu.Lock()
+		started := s.started
+		s.mu.Unlock()
+		if started {
+			<-s.done
+		}
+		err = s.db.Close()
+	})
+	return err
+}
+
+// bufSize holds any UDP payload the LAN link delivers (1472 bytes at MTU 1500)
+// with room to see that a datagram was larger.
+const bufSize = 2048
+
+// maxPacket is the largest DHCP message accepted: a full Ethernet frame's worth.
+const maxPacket = 1472
+
+type packet struct {
+	buf  *[]byte
+	n    int
+	from netip.AddrPort
+}
+
+// read takes datagrams off the connection and queues them for the worker.
+func (s *Server) read() error {
+	for {
+		bp := s.bufs.Get().(*[]byte)
+		n, from, err := s.conn.ReadFrom(*bp)
+		if err != nil {
+			s.bufs.Put(bp)
+			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("reading DHCP packets: %w", err)
+		}
+		s.stats.received.Add(1)
+		var ap netip.AddrPort
+		if u, ok := from.(*net.UDPAddr); ok {
+			ap = u.AddrPort()
+		}
+		select {
+		case s.in <- packet{buf: bp, n: n, from: ap}:
+		default:
+			s.drop(dropOverload, nil, ap, "queue full")
+			s.bufs.Put(bp)
+		}
+	}
+}
+
+// work handles queued packets in batches: every packet of a batch is decided,
+// the lease changes are written to the lease file in one commit, and only then
+// are the replies sent, so no ACK ever goes out for a lease a crash could lose.
+func (s *Server) work() {
+	tick := time.NewTicker(sweepEvery)
+	defer tick.Stop()
+	batch := make([]packet, 0, maxBatch)
+	for {
+		select {
+		case p, ok := <-s.in:
+			if !ok {
+				return
+			}
+			batch = append(batch[:0], p)
+		fill:
+			for len(batch) < maxBatch {
+				select {
+				case p, ok := <-s.in:
+					if !ok {
+						break fill
+					}
+					batch = append(batch, p)
+				default:
+					break fill
+				}
+			}
+			s.process(batch)
+		case <-tick.C:
+			s.sweep()
+		}
+	}
+}
+
+func (s *Server) process(batch []packet) {
+	bc := batchCtx{opts: s.opts.Load()}
+	if s.deps.CaptiveURL != nil {
+		bc.captive = s.deps.CaptiveURL()
+	}
+	s.mu.Lock()
+	now := s.now()
+	replies := s.scratch[:0]
+	for _, p := range batch {
+		if r, ok := s.handle((*p.buf)[:p.n], p.from, now, &bc); ok {
+			replies = append(replies, r)
+		}
+		s.bufs.Put(p.buf)
+	}
+	committed := s.commit(now)
+	s.mu.Unlock()
+	for i := range replies {
+		r := &replies[i]
+		if r.grant && !committed {
+			continue // the client retries; the lease is written with a later batch
+		}
+		s.send(r)
+		replies[i] = reply{}
+	}
+	s.scratch = replies[:0]
+}
+
+// commit writes what the batch changed; s.mu is held. It reports whether the
+// lease file holds every change.
+func (s *Server) commit(now time.Time) bool {
+	if !s.table.Dirty() {
+		return true
+	}
+	put, del := s.table.Changes()
+	if err := s.db.Commit(put, del); err != nil {
+		s.stats.storeErrors.Add(1)
+		if ok, n := s.warnRate.Allow(now); ok {
+			s.log.Error("lease file not written; holding ACKs until it is", "err", err, "suppressed", n)
+		}
+		return false
+	}
+	s.table.MarkClean()
+	for i := range put {
+		s.reconcileName(put[i].Addr, &put[i], now)
+	}
+	for _, a := range del {
+		s.reconcileName(a, nil, now)
+	}
+	return true
+}
+
+// sweep forgets lapsed offers and declines and withdraws names of expired leases.
+func (s *Server) sweep() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	s.table.Sweep(now)
+	s.commit(now)
+	for a := range s.published {
+		l, ok := s.table.Lookup(a)
+		if !ok {
+			s.reconcileName(a, nil, now)
+		} else {
+			s.reconcileName(a, &l, now)
+		}
+	}
+	if len(s.perMAC) > 0 {
+		clear(s.perMAC)
+	}
+}
+
+// reconcileName publishes or withdraws the device name for a.
+func (s *Server) reconcileName(a netip.Addr, l *leases.Lease, now time.Time) {
+	if s.deps.HostNames == nil {
+		return
+	}
+	want := ""
+	if l != nil && l.Active(now) {
+		want = l.Hostname
+	}
+	if s.published[a] == want {
+		return
+	}
+	s.deps.HostNames.SetHost(a, want)
+	if want == "" {
+		delete(s.published, a)
+	} else {
+		s.published[a] = want
+	}
+}
+
+// Stats are the server's counters and the pool's state.
+type Stats struct {
+	Received uint64 `json:"received"`
+	// Malformed counts packets that are not usable DHCP requests (undecodable,
+	// wrong op, hardware type or length, no message type, oversized, a
+	// REQUEST naming no address); Dropped counts every packet not answered,
+	// by reason, malformed ones included.
+	Malformed uint64            `json:"malformed"`
+	Dropped   map[string]uint64 `json:"dropped"`
+	Discovers uint64            `json:"discovers"`
+	Requests  uint64            `json:"requests"`
+	Releases  uint64            `json:"releases"`
+	Declines  uint64            `json:"declines"`
+	Informs   uint64            `json:"informs"`
+	Offers    uint64            `json:"offers"`
+	Acks      uint64            `json:"acks"`
+	Naks      uint64            `json:"naks"`
+	// PoolExhausted counts DISCOVERs that got no offer: no address was left.
+	PoolExhausted uint64 `json:"pool_exhausted"`
+	SendErrors    uint64 `json:"send_errors"`
+	StoreErrors   uint64 `json:"store_errors"`
+
+	PoolSize     uint32 `json:"pool_size"`
+	PoolFree     uint32 `json:"pool_free"`
+	ActiveLeases int    `json:"active_leases"`
+	PendingOffer int    `json:"pending_offers"`
+}
+
+// Stats returns the counters and the pool's state.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	c := s.table.Counts(s.now())
+	s.mu.Unlock()
+	st := Stats{
+		Received:      s.stats.received.Load(),
+		Dropped:       map[string]uint64{},
+		Discovers:     s.stats.byType[1].Load(),
+		Requests:      s.stats.byType[3].Load(),
+		Declines:      s.stats.byType[4].Load(),
+		Releases:      s.stats.byType[7].Load(),
+		Informs:       s.stats.byType[8].Load(),
+		Offers:        s.stats.offers.Load(),
+		Acks:          s.stats.acks.Load(),
+		Naks:          s.stats.naks.Load(),
+		PoolExhausted: s.stats.exhausted.Load(),
+		SendErrors:    s.stats.sendErrors.Load(),
+		StoreErrors:   s.stats.storeErrors.Load(),
+		PoolSize:      c.PoolSize,
+		PoolFree:      c.Free,
+		ActiveLeases:  c.Active,
+		PendingOffer:  c.Offers,
+	}
+	for r := range numDrops {
+		n := s.stats.dropped[r].Load()
+		if n == 0 {
+			continue
+		}
+		st.Dropped[r.String()] = n
+		if r.malformed() {
+			st.Malformed += n
+		}
+	}
+	return st
+}
+
+type counters struct {
+	received, offers, acks, naks, exhausted, sendErrors, storeErrors atomic.Uint64
+	byType                                                           [9]atomic.Uint64
+	dropped                                                          [numDrops]atomic.Uint64
+}
+
+// dropReason says why a packet got no answer.
+type dropReason int
+
+const (
+	dropUndecodable dropReason = iota
+	dropOversized
+	dropWrongOp
+	dropHardware
+	dropNoType
+	dropBadRequest
+	dropRateLimited
+	dropOverload
+	dropForeignRelay
+	dropOtherServer
+	dropUnexpected
+	dropNotYours
+	numDrops
+)
+
+var dropNames = [numDrops]string{
+	dropUndecodable:  "undecodable",
+	dropOversized:    "oversized",
+	dropWrongOp:      "wrong-op",
+	dropHardware:     "hardware",
+	dropNoType:       "no-message-type",
+	dropBadRequest:   "bad-request",
+	dropRateLimited:  "rate-limited",
+	dropOverload:     "overload",
+	dropForeignRelay: "foreign-relay",
+	dropOtherServer:  "other-server",
+	dropUnexpected:   "unexpected-type",
+	dropNotYours:     "not-yours",
+}
+
+func (r dropReason) String() string { return dropNames[r] }
+
+func (r dropReason) malformed() bool { return r <= dropBadRequest }
