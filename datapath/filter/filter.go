@@ -297,19 +297,28 @@ var accept = Verdict{Action: Accept}
 
 func drop(k Kind) Verdict { return Verdict{Action: Drop, Kind: k} }
 
-// Check decides what happens to a frame received on the LAN port. gso reports that
-// the kernel handed the frame over as one segmentation-offload super-packet (larger
-// than the MTU, made of TCP segments); vlan reports that the kernel stripped an
-// 802.1Q tag from it. frame is only read.
-func (r *Ruleset) Check(frame []byte, gso, vlan bool) Verdict {
-	if len(frame) < ethHdrLen {
+// HeadLen is how much of a frame Check needs to see: every header it reads lies
+// within it (Ethernet, IPv4 with options, TCP with options).
+const HeadLen = 256
+
+// Check decides what happens to a frame received on the LAN port. head is the
+// frame's beginning — all of it, or at least its first HeadLen bytes — and wireLen
+// the frame's full length. gso reports that the kernel handed the frame over as
+// one segmentation-offload super-packet (larger than the MTU, made of TCP
+// segments); vlan reports that the kernel stripped an 802.1Q tag from it. head is
+// only read.
+func (r *Ruleset) Check(head []byte, wireLen int, gso, vlan bool) Verdict {
+	if len(head) > wireLen {
+		head = head[:wireLen]
+	}
+	if len(head) < ethHdrLen {
 		return drop(Malformed)
 	}
 	if vlan {
 		return drop(VLAN)
 	}
-	dst := frame[0:6]
-	src := frame[6:12]
+	dst := head[0:6]
+	src := head[6:12]
 	if !isUnicastMAC(src) {
 		return drop(Spoofed)
 	}
@@ -317,10 +326,10 @@ func (r *Ruleset) Check(frame []byte, gso, vlan bool) Verdict {
 	if !forUs && isUnicastMAC(dst) {
 		return drop(OtherHost)
 	}
-	payload := frame[ethHdrLen:]
-	switch et := binary.BigEndian.Uint16(frame[12:14]); et {
+	payload := head[ethHdrLen:]
+	switch et := binary.BigEndian.Uint16(head[12:14]); et {
 	case etherIPv4:
-		return r.checkIPv4(payload, src, forUs, gso)
+		return r.checkIPv4(payload, wireLen-ethHdrLen, forUs, gso)
 	case etherARP:
 		return r.checkARP(payload, src)
 	case etherIPv6:
@@ -362,13 +371,15 @@ func (r *Ruleset) checkARP(p []byte, ethSrc []byte) Verdict {
 	return accept
 }
 
-func (r *Ruleset) checkIPv4(p []byte, ethSrc []byte, forUs, gso bool) Verdict {
+// checkIPv4 checks an IPv4 packet of which p holds the beginning and wire bytes
+// arrived.
+func (r *Ruleset) checkIPv4(p []byte, wire int, forUs, gso bool) Verdict {
 	if len(p) < ipv4MinLen || p[0]>>4 != 4 {
 		return drop(Malformed)
 	}
 	ihl := int(p[0]&0x0f) * 4
 	total := int(binary.BigEndian.Uint16(p[2:4]))
-	if ihl < ipv4MinLen || total < ihl || total > len(p) {
+	if ihl < ipv4MinLen || total < ihl || total > wire || ihl > len(p) {
 		return drop(Malformed)
 	}
 	if !ipv4HeaderChecksumOK(p[:ihl]) {
@@ -377,7 +388,9 @@ func (r *Ruleset) checkIPv4(p []byte, ethSrc []byte, forUs, gso bool) Verdict {
 	src, dst := addr4(p[12:16]), addr4(p[16:20])
 	proto := p[9]
 	fragField := binary.BigEndian.Uint16(p[6:8])
-	l4 := p[ihl:total]
+	// l4 is the transport header as far as p holds it; l4Len its true length.
+	l4 := p[ihl:min(total, len(p))]
+	l4Len := total - ihl
 
 	// The unspecified source is only for broadcast services (a DHCP client
 	// before it has an address).
@@ -405,7 +418,7 @@ func (r *Ruleset) checkIPv4(p []byte, ethSrc []byte, forUs, gso bool) Verdict {
 		if !forUs {
 			return drop(Malformed) // the box's address behind a group hardware address
 		}
-		return r.checkToBox(proto, l4)
+		return r.checkToBox(proto, l4, l4Len)
 	case r.broadcastDst(dst):
 		return r.checkBroadcast4(proto, l4)
 	case isMulticast4(dst):
@@ -424,7 +437,7 @@ func (r *Ruleset) checkIPv4(p []byte, ethSrc []byte, forUs, gso bool) Verdict {
 	return drop(Egress)
 }
 
-func (r *Ruleset) checkToBox(proto byte, l4 []byte) Verdict {
+func (r *Ruleset) checkToBox(proto byte, l4 []byte, l4Len int) Verdict {
 	switch proto {
 	case protoTCP:
 		if len(l4) < 20 || int(l4[12]>>4)*4 < 20 || int(l4[12]>>4)*4 > len(l4) {
@@ -435,7 +448,7 @@ func (r *Ruleset) checkToBox(proto byte, l4 []byte) Verdict {
 		}
 		return drop(ClosedPort)
 	case protoUDP:
-		if len(l4) < 8 || int(binary.BigEndian.Uint16(l4[4:6])) < 8 || int(binary.BigEndian.Uint16(l4[4:6])) > len(l4) {
+		if len(l4) < 8 || int(binary.BigEndian.Uint16(l4[4:6])) < 8 || int(binary.BigEndian.Uint16(l4[4:6])) > l4Len {
 			return drop(Malformed)
 		}
 		if r.udp.has(binary.BigEndian.Uint16(l4[2:4])) {

@@ -159,17 +159,33 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.rules.Check(tt.frame, tt.gso, tt.vlan); got != tt.want {
+			if got := tt.rules.Check(tt.frame, len(tt.frame), tt.gso, tt.vlan); got != tt.want {
 				t.Errorf("Check = %+v (%v), want %+v (%v)", got, got.Kind, tt.want, tt.want.Kind)
 			}
 		})
 	}
 }
 
+func TestCheckHeadOnly(t *testing.T) {
+	rs := testRules(t, true)
+	big := frame(t, eth(laptopMAC, boxMAC, layers.EthernetTypeIPv4), ip4(laptopIP, boxIP, layers.IPProtocolUDP), udp(53), gopacket.Payload(make([]byte, 1400)))
+	if v := rs.Check(big[:HeadLen], len(big), false, false); v != accept {
+		t.Errorf("head of a large datagram to a service: %+v", v)
+	}
+	// A wire length shorter than the IPv4 total length: truncated.
+	if v := rs.Check(big[:HeadLen], HeadLen+10, false, false); v != drop(Malformed) {
+		t.Errorf("truncated datagram: %+v", v)
+	}
+	gsoSeg := frame(t, eth(laptopMAC, boxMAC, layers.EthernetTypeIPv4), ip4(laptopIP, boxIP, layers.IPProtocolTCP), ack(80), gopacket.Payload(make([]byte, 60000)))
+	if v := rs.Check(gsoSeg[:HeadLen], len(gsoSeg), true, false); v != accept {
+		t.Errorf("head of a GSO segment: %+v", v)
+	}
+}
+
 func TestCheckMangledIPv4(t *testing.T) {
 	rs := testRules(t, true)
 	good := frame(t, eth(laptopMAC, boxMAC, layers.EthernetTypeIPv4), ip4(laptopIP, boxIP, layers.IPProtocolTCP), syn(80))
-	if v := rs.Check(good, false, false); v != accept {
+	if v := rs.Check(good, len(good), false, false); v != accept {
 		t.Fatalf("good frame: %+v", v)
 	}
 	mangle := map[string]func(b []byte){
@@ -184,7 +200,7 @@ func TestCheckMangledIPv4(t *testing.T) {
 	for name, fn := range mangle {
 		b := append([]byte(nil), good...)
 		fn(b)
-		if v := rs.Check(b, false, false); v.Action != Drop || v.Kind != Malformed {
+		if v := rs.Check(b, len(b), false, false); v.Action != Drop || v.Kind != Malformed {
 			t.Errorf("%s: %+v (%v), want malformed", name, v, v.Kind)
 		}
 	}
@@ -317,7 +333,14 @@ func FuzzCheck(f *testing.F) {
 	f.Add([]byte{}, true, true)
 	rs := testRules(f, true)
 	f.Fuzz(func(t *testing.T, b []byte, gso, vlan bool) {
-		v := rs.Check(b, gso, vlan)
+		v := rs.Check(b, len(b), gso, vlan)
+		if len(b) > HeadLen {
+			// Seeing only the head gives the same verdict, or "malformed" when a
+			// header lies beyond it (the gate then checks the whole frame).
+			if h := rs.Check(b[:HeadLen], len(b), gso, vlan); h != v && h != drop(Malformed) {
+				t.Fatalf("head-only verdict %+v, whole-frame verdict %+v", h, v)
+			}
+		}
 		if v.Action == Accept && v.Kind != None {
 			t.Fatalf("accept with a kind: %+v", v)
 		}
@@ -338,7 +361,7 @@ func BenchmarkCheckAccept(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(f)))
 	for b.Loop() {
-		if rs.Check(f, false, false) != accept {
+		if rs.Check(f, len(f), false, false) != accept {
 			b.Fatal("not accepted")
 		}
 	}
@@ -349,7 +372,7 @@ func BenchmarkCheckDropEgress(b *testing.B) {
 	f := frame(b, eth(laptopMAC, boxMAC, layers.EthernetTypeIPv4), ip4(laptopIP, net.IP{8, 8, 8, 8}, layers.IPProtocolUDP), udp(53), gopacket.Payload(make([]byte, 40)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if rs.Check(f, false, false).Kind != Egress {
+		if rs.Check(f, len(f), false, false).Kind != Egress {
 			b.Fatal("not egress")
 		}
 	}

@@ -10,24 +10,32 @@ import (
 )
 
 // Inbound implements link.Gate. It runs on the link's single reader goroutine.
-func (l *LAN) Inbound(frame []byte, m link.Meta) bool {
-	v := l.rules.Load().Check(frame, m.GSO, m.VLAN)
-	if m.Truncated {
-		v = filter.Verdict{Action: filter.Drop, Kind: filter.Malformed}
+func (l *LAN) Inbound(f *link.Frame) bool {
+	rules := l.rules.Load()
+	v := rules.Check(f.Head, f.Len, f.GSO, f.VLAN)
+	if v == malformed && len(f.Head) < f.Len {
+		// A header beyond the head (a long IPv6 extension chain): look again
+		// at the whole frame.
+		v = rules.Check(f.Bytes(), f.Len, f.GSO, f.VLAN)
 	}
-	if v.Action != filter.Drop && !m.ChecksumOK && !filter.TransportChecksumOK(frame) {
-		v = filter.Verdict{Action: filter.Drop, Kind: filter.Malformed}
+	if f.Truncated {
+		v = malformed
+	}
+	if v.Action != filter.Drop && !f.ChecksumOK && !filter.TransportChecksumOK(f.Bytes()) {
+		v = malformed
 	}
 	switch v.Action {
 	case filter.Accept, filter.Reveal:
 		// For Reveal, the responder records the attempt once it has read
 		// what the connection reveals.
-		l.learn(frame)
+		l.learn(f.Head)
 		return true
 	}
-	l.recordFrame(frame, v.Kind)
+	l.recordFrame(f.Bytes(), v.Kind)
 	return false
 }
+
+var malformed = filter.Verdict{Action: filter.Drop, Kind: filter.Malformed}
 
 // Outbound implements link.Gate: the tripwire on what the box transmits.
 func (l *LAN) Outbound(hdr []byte) bool {

@@ -452,9 +452,10 @@ func BenchmarkDropPath(b *testing.B) {
 	r := newRig(b)
 	for name, f := range dropFrames(b) {
 		b.Run(name, func(b *testing.B) {
+			fr := link.NewFrame(f, link.Meta{})
 			b.ReportAllocs()
 			for b.Loop() {
-				if r.lan.Inbound(f, link.Meta{}) {
+				if r.lan.Inbound(fr) {
 					b.Fatal("accepted")
 				}
 			}
@@ -472,9 +473,10 @@ func BenchmarkAcceptPath(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer pc.Close()
+	fr := link.NewFrame(f, link.Meta{})
 	b.ReportAllocs()
 	for b.Loop() {
-		if !r.lan.Inbound(f, link.Meta{}) {
+		if !r.lan.Inbound(fr) {
 			b.Fatal("dropped")
 		}
 	}

@@ -283,34 +283,103 @@ func (e *Endpoint) Close() {
 	}
 }
 
+// rxSizes are the buffers one received frame is read into: the head (headers),
+// then room for the rest of an MTU-sized frame, then room for a GSO super-packet.
+// They come from gVisor's buffer pools and go to the netstack as they are when the
+// gate accepts the frame, so a frame is never copied on the way in, and a frame
+// small enough not to reach a buffer leaves it in place for the next.
+var rxSizes = [3]int{HeadLen, 2048, maxFrame - HeadLen - 2048}
+
+// rxSlot is one frame's worth of receive buffers.
+type rxSlot struct {
+	views [len(rxSizes)]*buffer.View
+	vnet  [vnetHdrLen]byte
+	aux   [auxSpace]byte
+	iov   [1 + len(rxSizes)]unix.Iovec
+	parts [len(rxSizes)][]byte
+}
+
+// prepare fills the slot's empty buffers and points msg at them.
+func (s *rxSlot) prepare(msg *rawfile.MMsgHdr, vnet, aux bool) {
+	n := 0
+	if vnet {
+		s.iov[n] = rawfile.IovecFromBytes(s.vnet[:])
+		n++
+	}
+	for i := range s.views {
+		if s.views[i] == nil {
+			s.views[i] = buffer.NewViewSize(rxSizes[i])
+		}
+		s.iov[n] = rawfile.IovecFromBytes(s.views[i].AsSlice())
+		n++
+	}
+	*msg = rawfile.MMsgHdr{}
+	msg.Msg.Iov = &s.iov[0]
+	msg.Msg.SetIovlen(n)
+	if aux {
+		msg.Msg.Control = &s.aux[0]
+		msg.Msg.SetControllen(auxSpace)
+	}
+}
+
+// frame describes the size bytes the slot received.
+func (s *rxSlot) frame(f *Frame, size int) {
+	off := 0
+	f.parts = f.parts[:0]
+	for i, v := range s.views {
+		n := min(max(size-off, 0), rxSizes[i])
+		s.parts[i] = v.AsSlice()[:n]
+		if n > 0 {
+			f.parts = append(f.parts, s.parts[i])
+		}
+		off += rxSizes[i]
+	}
+	f.Head, f.Len = s.parts[0], size
+}
+
+// take hands the filled buffers over as one gVisor buffer; the slot gets fresh
+// ones at its next prepare.
+func (s *rxSlot) take() buffer.Buffer {
+	var b buffer.Buffer
+	for i, p := range s.parts {
+		if len(p) == 0 {
+			break
+		}
+		s.views[i].CapLength(len(p))
+		if i == 0 {
+			b = buffer.MakeWithView(s.views[i])
+		} else {
+			b.Append(s.views[i])
+		}
+		s.views[i] = nil
+	}
+	return b
+}
+
+func (s *rxSlot) release() {
+	for i, v := range s.views {
+		if v != nil {
+			v.Release()
+			s.views[i] = nil
+		}
+	}
+}
+
 func (e *Endpoint) readLoop() {
 	defer e.wg.Done()
 	var (
-		bufs [rxBatch][]byte
-		hdrs [rxBatch][vnetHdrLen]byte
-		aux  [rxBatch][auxSpace]byte
-		iovs [rxBatch][2]unix.Iovec
-		msgs [rxBatch]rawfile.MMsgHdr
+		slots [rxBatch]rxSlot
+		msgs  [rxBatch]rawfile.MMsgHdr
+		f     = Frame{scratch: make([]byte, 0, maxFrame), parts: make([][]byte, 0, len(rxSizes))}
 	)
-	for i := range bufs {
-		bufs[i] = make([]byte, maxFrame)
-	}
+	defer func() {
+		for i := range slots {
+			slots[i].release()
+		}
+	}()
 	for {
 		for i := range msgs {
-			n := 0
-			if e.vnet {
-				iovs[i][n] = rawfile.IovecFromBytes(hdrs[i][:])
-				n++
-			}
-			iovs[i][n] = rawfile.IovecFromBytes(bufs[i])
-			n++
-			msgs[i] = rawfile.MMsgHdr{}
-			msgs[i].Msg.Iov = &iovs[i][0]
-			msgs[i].Msg.SetIovlen(n)
-			if e.aux {
-				msgs[i].Msg.Control = &aux[i][0]
-				msgs[i].Msg.SetControllen(auxSpace)
-			}
+			slots[i].prepare(&msgs[i], e.vnet, e.aux)
 		}
 		n, errno := rawfile.BlockingRecvMMsgUntilStopped(e.stop.EFD, e.fd, msgs[:])
 		if n == -1 {
@@ -332,37 +401,38 @@ func (e *Endpoint) readLoop() {
 		d := e.dispatcher
 		e.mu.Unlock()
 		for i := 0; i < n; i++ {
+			s := &slots[i]
 			size := int(msgs[i].Len)
-			var m Meta
+			f.Meta = Meta{}
 			if e.vnet {
 				if size < vnetHdrLen {
 					continue
 				}
 				size -= vnetHdrLen
-				m.ChecksumOK = hdrs[i][0]&(vnetFNeedsCsum|vnetFDataValid) != 0
-				m.GSO = hdrs[i][1]&^vnetGSOECN != vnetGSONone
+				f.ChecksumOK = s.vnet[0]&(vnetFNeedsCsum|vnetFDataValid) != 0
+				f.GSO = s.vnet[1]&^vnetGSOECN != vnetGSONone
 			}
-			if msgs[i].Msg.Flags&unix.MSG_TRUNC != 0 || size > len(bufs[i]) {
-				m.Truncated = true
-				size = min(size, len(bufs[i]))
+			if msgs[i].Msg.Flags&unix.MSG_TRUNC != 0 || size > maxFrame {
+				f.Truncated = true
+				size = min(size, maxFrame)
 				e.stats.rxTruncated.Add(1)
 			}
 			if e.aux {
-				m.VLAN = auxVLAN(aux[i][:msgs[i].Msg.Controllen])
+				f.VLAN = auxVLAN(s.aux[:msgs[i].Msg.Controllen])
 			}
-			frame := bufs[i][:size]
+			s.frame(&f, size)
 			e.stats.rxFrames.Add(1)
 			e.stats.rxBytes.Add(uint64(size))
-			if !e.gate.Inbound(frame, m) || m.Truncated || d == nil {
+			if !e.gate.Inbound(&f) || f.Truncated || d == nil {
 				continue
 			}
-			e.deliver(d, frame)
+			e.deliver(d, s.take())
 		}
 	}
 }
 
-func (e *Endpoint) deliver(d stack.NetworkDispatcher, frame []byte) {
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
+func (e *Endpoint) deliver(d stack.NetworkDispatcher, payload buffer.Buffer) {
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: payload})
 	defer pkt.DecRef()
 	if !e.ParseHeader(pkt) {
 		return

@@ -16,14 +16,49 @@ import (
 
 // Gate sees every frame crossing the link.
 type Gate interface {
-	// Inbound decides whether a received frame goes to the netstack. frame starts
-	// at the Ethernet header and is only valid during the call; the gate copies
-	// what it keeps. A gate records its own drops. The netstack does not verify
-	// transport checksums: the gate must, for frames whose Meta.ChecksumOK is false.
-	Inbound(frame []byte, m Meta) bool
+	// Inbound decides whether a received frame goes to the netstack. The frame
+	// is only valid during the call; the gate copies what it keeps. A gate
+	// records its own drops. The netstack does not verify transport checksums:
+	// the gate must, for frames whose Meta.ChecksumOK is false.
+	Inbound(f *Frame) bool
 	// Outbound decides whether a frame the netstack built may be sent. hdr holds
 	// the Ethernet header followed by (up to 28 bytes of) the network header.
 	Outbound(hdr []byte) bool
+}
+
+// HeadLen is how many of a frame's first bytes Frame.Head holds (all of them for
+// a shorter frame): room for every header the gate reads.
+const HeadLen = 256
+
+// Frame is a received frame as the gate sees it. Its bytes sit in the buffers the
+// netstack will take over if the gate accepts it, so nothing is copied on the way
+// in; Bytes joins them only when the gate needs the whole frame at once.
+type Frame struct {
+	// Head is the frame's beginning: all of it, or its first HeadLen bytes.
+	Head []byte
+	// Len is the frame's length on the wire.
+	Len int
+	Meta
+
+	parts   [][]byte // the frame's bytes, in order, across the receive buffers
+	scratch []byte   // where Bytes joins them
+}
+
+// Bytes returns the whole frame in one slice, valid during the Inbound call.
+func (f *Frame) Bytes() []byte {
+	if len(f.Head) == f.Len {
+		return f.Head
+	}
+	out := f.scratch[:0]
+	for _, p := range f.parts {
+		out = append(out, p...)
+	}
+	return out[:f.Len]
+}
+
+// NewFrame makes a Frame of b, for gates tested without a link.
+func NewFrame(b []byte, m Meta) *Frame {
+	return &Frame{Head: b[:min(len(b), HeadLen)], Len: len(b), Meta: m, parts: [][]byte{b}, scratch: make([]byte, 0, len(b))}
 }
 
 // Meta is what the kernel said about a received frame besides its bytes.
