@@ -71,7 +71,7 @@ func TestReplyDelivery(t *testing.T) {
 			if !bytes.Equal(nak.dstMAC, bcastMAC) || nak.dst.Addr() != bcast4 {
 				t.Fatalf("NAK went to %v at %v", nak.dst, nak.dstMAC)
 			}
-			st := r.srv.Stats()
+			st := r.waitStats(func(s Stats) bool { return s.Naks == 1 })
 			if st.Offers != 1 || st.Acks != 3 || st.Naks != 1 || st.ActiveLeases != 1 {
 				t.Fatalf("stats %+v", st)
 			}
@@ -262,7 +262,7 @@ func TestExhaustion(t *testing.T) {
 		r.sendFrom(renew, netip.AddrPortFrom(x.a, 68), netip.AddrPortFrom(boxLAN.Addr(), 67), boxMAC)
 		r.expect(dhcpv4.MessageTypeAck)
 	}
-	st := r.srv.Stats()
+	st := r.waitStats(func(s Stats) bool { return s.Acks == 4 })
 	if st.PoolExhausted != 1 || st.Naks != 1 || st.PoolFree != 0 || st.PoolSize != 2 {
 		t.Fatalf("stats %+v", st)
 	}
