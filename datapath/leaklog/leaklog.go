@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/redoubt/redoubt/datapath/filter"
+	"github.com/redoubt/redoubt/internal/timeseries"
 )
 
 // Attempt is one stopped packet or connection, as recorded.
@@ -186,6 +187,7 @@ type Log struct {
 	frames  []frame
 	next    int // next frame slot
 	subs    map[*subscriber]struct{}
+	series  *timeseries.Series
 }
 
 // New makes a Log.
@@ -197,7 +199,22 @@ func New(cfg Config) *Log {
 		devices: make(map[[6]byte]*device),
 		frames:  make([]frame, cfg.Frames),
 		subs:    make(map[*subscriber]struct{}),
+		series:  timeseries.New(kindNames(), 24*60),
 	}
+}
+
+func kindNames() []string {
+	names := make([]string, filter.NumKinds)
+	for k := range names {
+		names[k] = filter.Kind(k).String()
+	}
+	return names
+}
+
+// Series returns the attempts per kind over the last window (at most a day), in
+// buckets of step.
+func (l *Log) Series(window, step time.Duration) timeseries.Snapshot {
+	return l.series.Snapshot(l.cfg.Now(), window, step)
 }
 
 // Record adds an attempt. raw, if not nil, is the dropped frame; a copy of its first
@@ -206,6 +223,7 @@ func (l *Log) Record(a Attempt, raw []byte) {
 	now := l.cfg.Now()
 	k := key{a.Kind, a.MAC, a.Src, a.Dst, a.Proto, a.DstPort, a.App, a.Name}
 
+	l.series.Add(now, int(a.Kind))
 	l.mu.Lock()
 	l.total++
 	l.byKind[a.Kind]++

@@ -49,6 +49,9 @@ func TestAggregates(t *testing.T) {
 	if !tr.Last.After(tr.First) || tr.Last.Sub(tr.First) != 4*time.Second {
 		t.Errorf("first %v last %v: want 4s apart", tr.First, tr.Last)
 	}
+	if snap := l.Series(time.Hour, time.Minute); snap.Total(int(filter.Egress)) != 6 {
+		t.Errorf("series holds %d egress attempts, want 6", snap.Total(int(filter.Egress)))
+	}
 	ct := l.Counters()
 	if ct.Total != 6 || ct.ByKind["egress"] != 6 || len(ct.Devices) != 1 || ct.Devices[0].Total != 6 || ct.Devices[0].IP != "10.201.86.100" {
 		t.Errorf("counters: %+v", ct)
