@@ -94,20 +94,34 @@ type Server struct {
 	opts atomic.Pointer[replyOptions]
 	cfg  atomic.Pointer[Config]
 
-	mu    sync.Mutex // guards table and db writes
+	mu    sync.Mutex // guards table
 	table *leases.Table
 	db    *leasedb.DB
 
 	// Used only by the worker goroutine.
+	perMAC  map[[6]byte]*ratelimit.Limiter
+	scratch []reply
+
+	// What the worker has decided and the committer has not yet written: the
+	// latest record of each changed address (nil: removed), and the ACKs that
+	// wait for it.
+	pendMu   sync.Mutex
+	pend     map[netip.Addr]*leases.Lease
+	pendAcks []reply
+	kick     chan struct{} // wakes the committer
+
+	pubMu     sync.Mutex
 	published map[netip.Addr]string
-	perMAC    map[[6]byte]*ratelimit.Limiter
-	scratch   []reply
 
 	stats    counters
 	logRate  ratelimit.Limiter // packet-path log lines
 	warnRate ratelimit.Limiter // pool exhaustion, store errors
 
-	in        chan packet
+	// Packets wait for the worker in two queues: requests that continue an
+	// exchange (REQUEST, RELEASE, DECLINE, INFORM) before DISCOVERs that start
+	// one, so an overloaded server finishes what it began instead of offering
+	// addresses nobody gets to request.
+	in, inNew chan packet
 	bufs      sync.Pool
 	started   bool // guarded by mu
 	closed    atomic.Bool
@@ -115,11 +129,12 @@ type Server struct {
 	closeOnce sync.Once
 }
 
-// queueLen bounds packets waiting for the worker; beyond it they are dropped and
+// queueLen bounds packets waiting in each queue; beyond it they are dropped and
 // counted (overload), so a flood costs bounded memory.
 const queueLen = 1024
 
-// maxBatch bounds the packets handled per lease-file commit.
+// maxBatch bounds the packets the worker decides before handing their lease
+// changes to the committer.
 const maxBatch = 256
 
 // sweepEvery is how often lapsed offers and declines are forgotten and names of
@@ -164,6 +179,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		logRate:   ratelimit.Limiter{Rate: 5, Burst: 20},
 		warnRate:  ratelimit.Limiter{Rate: 0.1, Burst: 2},
 		in:        make(chan packet, queueLen),
+		inNew:     make(chan packet, queueLen),
+		pend:      make(map[netip.Addr]*leases.Lease),
+		kick:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
 	s.bufs.New = func() any { b := make([]byte, bufSize); return &b }
@@ -255,14 +273,20 @@ func (s *Server) Serve() error {
 	s.started = true
 	s.mu.Unlock()
 	defer close(s.done)
-	workerDone := make(chan struct{})
+	workerDone, committerDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(workerDone)
 		s.work()
 	}()
+	go func() {
+		defer close(committerDone)
+		s.commitLoop(workerDone)
+	}()
 	err := s.read()
 	close(s.in)
+	close(s.inNew)
 	<-workerDone
+	<-committerDone
 	if s.closed.Load() {
 		return nil
 	}
@@ -316,8 +340,12 @@ func (s *Server) read() error {
 		if u, ok := from.(*net.UDPAddr); ok {
 			ap = u.AddrPort()
 		}
+		q := s.inNew
+		if continues((*bp)[:n]) {
+			q = s.in
+		}
 		select {
-		case s.in <- packet{buf: bp, n: n, from: ap}:
+		case q <- packet{buf: bp, n: n, from: ap}:
 		default:
 			s.drop(dropOverload, nil, ap, "queue full")
 			s.bufs.Put(bp)
@@ -325,37 +353,88 @@ func (s *Server) read() error {
 	}
 }
 
-// work handles queued packets in batches: every packet of a batch is decided,
-// the lease changes are written to the lease file in one commit, and only then
-// are the replies sent, so no ACK ever goes out for a lease a crash could lose.
+// continues reports whether a datagram carries a DHCP message that continues an
+// exchange (anything but a DISCOVER), looking only for option 53. Anything it
+// cannot read goes with the DISCOVERs, and the worker drops it.
+func continues(b []byte) bool {
+	if len(b) < 240 || b[236] != 99 || b[237] != 130 || b[238] != 83 || b[239] != 99 {
+		return false
+	}
+	for i := 240; i < len(b); {
+		switch b[i] {
+		case 0:
+			i++
+			continue
+		case 255:
+			return false
+		}
+		if i+1 >= len(b) || i+2+int(b[i+1]) > len(b) {
+			return false
+		}
+		if b[i] == optMessageType && b[i+1] == 1 {
+			return b[i+2] != 1
+		}
+		i += 2 + int(b[i+1])
+	}
+	return false
+}
+
+// work decides queued packets in batches, exchanges in progress first. Replies
+// that grant nothing (OFFER, NAK, INFORM's ACK) go out at once; lease changes
+// and the ACKs that grant them go to the committer.
 func (s *Server) work() {
 	tick := time.NewTicker(sweepEvery)
 	defer tick.Stop()
 	batch := make([]packet, 0, maxBatch)
-	for {
+	in, inNew := s.in, s.inNew
+	for in != nil || inNew != nil {
+		batch = batch[:0]
 		select {
-		case p, ok := <-s.in:
+		case p, ok := <-in:
 			if !ok {
-				return
+				in = nil
+				continue
 			}
-			batch = append(batch[:0], p)
-		fill:
-			for len(batch) < maxBatch {
-				select {
-				case p, ok := <-s.in:
-					if !ok {
-						break fill
-					}
-					batch = append(batch, p)
-				default:
-					break fill
+			batch = append(batch, p)
+		default:
+			select {
+			case p, ok := <-in:
+				if !ok {
+					in = nil
+					continue
 				}
+				batch = append(batch, p)
+			case p, ok := <-inNew:
+				if !ok {
+					inNew = nil
+					continue
+				}
+				batch = append(batch, p)
+			case <-tick.C:
+				s.sweep()
+				continue
 			}
-			s.process(batch)
-		case <-tick.C:
-			s.sweep()
+		}
+		batch = fill(batch, in)
+		batch = fill(batch, inNew)
+		s.process(batch)
+	}
+}
+
+// fill adds what q holds now to batch, up to maxBatch.
+func fill(batch []packet, q chan packet) []packet {
+	for len(batch) < maxBatch {
+		select {
+		case p, ok := <-q:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, p)
+		default:
+			return batch
 		}
 	}
+	return batch
 }
 
 func (s *Server) process(batch []packet) {
@@ -372,58 +451,136 @@ func (s *Server) process(batch []packet) {
 		}
 		s.bufs.Put(p.buf)
 	}
-	committed := s.commit(now)
+	var grants []reply
+	for i := range replies {
+		if replies[i].grant {
+			grants = append(grants, replies[i])
+		}
+	}
+	s.queueCommit(grants)
 	s.mu.Unlock()
 	for i := range replies {
-		r := &replies[i]
-		if r.grant && !committed {
-			continue // the client retries; the lease is written with a later batch
+		if !replies[i].grant {
+			s.send(&replies[i])
 		}
-		s.send(r)
 		replies[i] = reply{}
 	}
 	s.scratch = replies[:0]
 }
 
-// commit writes what the batch changed; s.mu is held. It reports whether the
-// lease file holds every change.
-func (s *Server) commit(now time.Time) bool {
-	if !s.table.Dirty() {
-		return true
+// queueCommit hands the table's changes, and the ACKs that wait for them, to the
+// committer; s.mu is held.
+func (s *Server) queueCommit(grants []reply) {
+	if !s.table.Dirty() && len(grants) == 0 {
+		return
 	}
 	put, del := s.table.Changes()
+	s.table.MarkClean()
+	s.pendMu.Lock()
+	for i := range put {
+		s.pend[put[i].Addr] = &put[i]
+	}
+	for _, a := range del {
+		s.pend[a] = nil
+	}
+	s.pendAcks = append(s.pendAcks, grants...)
+	s.pendMu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// commitLoop writes queued lease changes to the lease file, as many as have
+// gathered since the last commit in one transaction, and sends the ACKs that
+// waited for them only once it is durable: no ACK ever goes out for a lease a
+// crash could lose, and the worker goes on deciding packets while the disk works.
+// It ends, after a last commit, when the worker has.
+func (s *Server) commitLoop(workerDone <-chan struct{}) {
+	for {
+		select {
+		case <-s.kick:
+		case <-workerDone:
+			s.commitPending()
+			return
+		}
+		s.commitPending()
+	}
+}
+
+func (s *Server) commitPending() {
+	s.pendMu.Lock()
+	pend, acks := s.pend, s.pendAcks
+	if len(pend) == 0 && len(acks) == 0 {
+		s.pendMu.Unlock()
+		return
+	}
+	s.pend, s.pendAcks = make(map[netip.Addr]*leases.Lease, len(pend)), nil
+	s.pendMu.Unlock()
+
+	put := make([]leases.Lease, 0, len(pend))
+	var del []netip.Addr
+	for a, l := range pend {
+		if l == nil {
+			del = append(del, a)
+		} else {
+			put = append(put, *l)
+		}
+	}
+	now := s.now()
 	if err := s.db.Commit(put, del); err != nil {
 		s.stats.storeErrors.Add(1)
 		if ok, n := s.warnRate.Allow(now); ok {
 			s.log.Error("lease file not written; holding ACKs until it is", "err", err, "suppressed", n)
 		}
-		return false
+		// Keep the changes (newer ones win) for the next commit; drop the
+		// ACKs: their clients retry and are answered after a commit that holds.
+		s.pendMu.Lock()
+		for a, l := range pend {
+			if _, newer := s.pend[a]; !newer {
+				s.pend[a] = l
+			}
+		}
+		s.pendMu.Unlock()
+		time.Sleep(100 * time.Millisecond)
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+		return
 	}
-	s.table.MarkClean()
+	// Names first: a laptop's name resolves by the time it has its address.
 	for i := range put {
 		s.reconcileName(put[i].Addr, &put[i], now)
 	}
 	for _, a := range del {
 		s.reconcileName(a, nil, now)
 	}
-	return true
+	for i := range acks {
+		s.send(&acks[i])
+	}
 }
 
 // sweep forgets lapsed offers and declines and withdraws names of expired leases.
 func (s *Server) sweep() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	now := s.now()
 	s.table.Sweep(now)
-	s.commit(now)
+	s.queueCommit(nil)
+	s.pubMu.Lock()
+	var lapsed []netip.Addr
 	for a := range s.published {
-		l, ok := s.table.Lookup(a)
-		if !ok {
-			s.reconcileName(a, nil, now)
-		} else {
-			s.reconcileName(a, &l, now)
+		if l, ok := s.table.Lookup(a); !ok || !l.Active(now) {
+			lapsed = append(lapsed, a)
 		}
 	}
+	s.pubMu.Unlock()
+	// Still under s.mu: a binding decided after this sweep is published by the
+	// committer after this withdrawal, never before it.
+	for _, a := range lapsed {
+		s.reconcileName(a, nil, now)
+	}
+	s.mu.Unlock()
 	if len(s.perMAC) > 0 {
 		clear(s.perMAC)
 	}
@@ -438,6 +595,8 @@ func (s *Server) reconcileName(a netip.Addr, l *leases.Lease, now time.Time) {
 	if l != nil && l.Active(now) {
 		want = l.Hostname
 	}
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
 	if s.published[a] == want {
 		return
 	}
