@@ -448,3 +448,25 @@ func TestReconfig(t *testing.T) {
 		t.Fatalf("after reconfig: %v for %v", got, ack.IPAddressLeaseTime(0))
 	}
 }
+
+// TestContinues: the reader puts requests ahead of DISCOVERs.
+func TestContinues(t *testing.T) {
+	c := &client{mac: laptopMAC}
+	for _, tt := range []struct {
+		b    []byte
+		want bool
+	}{
+		{c.msg(dhcpv4.MessageTypeDiscover).ToBytes(), false},
+		{c.msg(dhcpv4.MessageTypeRequest).ToBytes(), true},
+		{c.msg(dhcpv4.MessageTypeRelease).ToBytes(), true},
+		{c.msg(dhcpv4.MessageTypeInform, dhcpv4.WithOption(dhcpv4.OptHostName("x"))).ToBytes(), true},
+		{nil, false},
+		{make([]byte, 300), false},
+		{append(c.msg(dhcpv4.MessageTypeRequest).ToBytes()[:240], 53), false},
+		{append(c.msg(dhcpv4.MessageTypeRequest).ToBytes()[:240], 0, 0, 12, 200, 1), false},
+	} {
+		if got := continues(tt.b); got != tt.want {
+			t.Errorf("continues(%x...) = %v, want %v", tt.b[:min(len(tt.b), 8)], got, tt.want)
+		}
+	}
+}
