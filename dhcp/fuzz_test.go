@@ -65,8 +65,9 @@ type nopNeighbors struct{}
 
 func (nopNeighbors) SetNeighbor(netip.Addr, net.HardwareAddr) error { return nil }
 
-// newBareServer is a Server whose packets are fed to it directly (process), with
-// its lease file on tmpfs.
+// newBareServer is a Server whose packets are fed to it directly (feed: the
+// worker's and the committer's work, one packet at a time), with its lease file on
+// tmpfs.
 func newBareServer(t testing.TB, lanP netip.Prefix, cfg Config) (*Server, *fakeConn) {
 	t.Helper()
 	conn := newFakeConn()
@@ -89,6 +90,7 @@ func (s *Server) feed(b []byte) {
 		n = bufSize
 	}
 	s.process([]packet{{buf: &buf, n: n, from: netip.MustParseAddrPort("0.0.0.0:68")}})
+	s.commitPending() // what the committer goroutine does when serving
 }
 
 // FuzzHandle feeds arbitrary bytes to the packet handler of one long-lived server:
