@@ -16,6 +16,9 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/redoubt/redoubt/datapath/lan"
+	"github.com/redoubt/redoubt/dhcp"
+	"github.com/redoubt/redoubt/dns"
+	"github.com/redoubt/redoubt/ui/setup"
 )
 
 // Example is the documented example config file.
@@ -26,6 +29,8 @@ var Example string
 // Config is the daemon's config file.
 type Config struct {
 	LAN   lan.Config  `toml:"lan"`
+	DNS   dns.Config  `toml:"dns"`
+	DHCP  dhcp.Config `toml:"dhcp"`
 	Setup SetupConfig `toml:"setup"`
 	State StateConfig `toml:"state"`
 	Log   LogConfig   `toml:"log"`
@@ -36,8 +41,13 @@ type Config struct {
 // then the box tells the laptop it is a captive portal (DHCP option 114, the
 // captive-probe names in DNS) so the browser opens the setup page.
 type SetupConfig struct {
-	// Done is false on a new box.
+	// Done forces the box to behave as set up, whatever its setup state
+	// (for boxes configured entirely from this file; false by default).
 	Done bool `toml:"done"`
+	// CodeFile is where the setup code is written for whoever holds the box:
+	// on the boot partition (default /boot/firmware/redoubt-setup-code.txt when
+	// /boot/firmware exists, else setup-code.txt in state.dir).
+	CodeFile string `toml:"code_file"`
 }
 
 // StateConfig says where the box keeps what it must remember.
@@ -71,8 +81,19 @@ const (
 // WithDefaults fills unset fields.
 func (c Config) WithDefaults() Config {
 	c.LAN = c.LAN.WithDefaults()
+	c.DNS = c.DNS.WithDefaults()
+	if c.DHCP.Domain == "" {
+		c.DHCP.Domain = c.DNS.Domain // devices are named in the zone the box serves
+	}
+	c.DHCP = c.DHCP.WithDefaults(c.LAN.Address)
 	if c.State.Dir == "" {
 		c.State.Dir = DefaultStateDir
+	}
+	if c.Setup.CodeFile == "" {
+		c.Setup.CodeFile = filepath.Join(c.State.Dir, "setup-code.txt")
+		if fi, err := os.Stat(filepath.Dir(setup.DefaultCodeFile)); err == nil && fi.IsDir() {
+			c.Setup.CodeFile = setup.DefaultCodeFile
+		}
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -91,8 +112,17 @@ func (c Config) Validate() error {
 	if err := c.LAN.Validate(); err != nil {
 		return err
 	}
+	if err := c.DNS.Validate(); err != nil {
+		return err
+	}
+	if err := c.DHCP.Validate(c.LAN.Address); err != nil {
+		return err
+	}
 	if !filepath.IsAbs(c.State.Dir) {
 		return fmt.Errorf("state.dir %q: want an absolute path, such as %s", c.State.Dir, DefaultStateDir)
+	}
+	if !filepath.IsAbs(c.Setup.CodeFile) {
+		return fmt.Errorf("setup.code_file %q: want an absolute path, such as %s", c.Setup.CodeFile, setup.DefaultCodeFile)
 	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		return err

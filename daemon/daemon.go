@@ -16,9 +16,14 @@ import (
 
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/datapath/leaklog"
+	"github.com/redoubt/redoubt/dhcp"
+	"github.com/redoubt/redoubt/dns"
+	"github.com/redoubt/redoubt/dns/querylog"
 	"github.com/redoubt/redoubt/internal/version"
 	"github.com/redoubt/redoubt/ui"
 	"github.com/redoubt/redoubt/ui/localapi"
+	"github.com/redoubt/redoubt/ui/setup"
+	"github.com/redoubt/redoubt/vault"
 )
 
 // NewLogger returns the daemon's logger, writing to w as the config says.
@@ -63,6 +68,9 @@ func Serve(path string) error {
 				log.Error("config not reloaded", "err", err)
 				continue
 			}
+			if o, err := applyOverrides(next); err == nil {
+				next = o
+			}
 			if err := b.Reconfig(next); err != nil {
 				log.Error("config not applied", "err", err)
 				continue
@@ -71,8 +79,21 @@ func Serve(path string) error {
 		case err := <-b.errc:
 			b.Close()
 			return err
+		case <-b.restart:
+			b.Close()
+			return reexec()
 		}
 	}
+}
+
+// reexec replaces the daemon with a fresh copy of itself: a restart that keeps
+// the process under its supervisor, and comes back locked like a power cycle.
+func reexec() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("restarting: %w", err)
+	}
+	return syscall.Exec(exe, os.Args, os.Environ())
 }
 
 // Box is the running appliance: every room, wired together.
@@ -83,16 +104,30 @@ type Box struct {
 	started time.Time
 	leaks   *leaklog.Log
 	lan     *lan.LAN
+	queries *querylog.Log
+	dns     *dns.Server
+	dhcp    *dhcp.Server
 	web     *http.Server
+	webTLS  *http.Server
 	api     *http.Server
+	setup   *setup.Setup
+	vault   *vault.Vault
+	ui      *ui.UI
 	errc    chan error
+	restart chan struct{}
 }
 
 // Start builds and starts every room.
 func Start(cfg Config, log *slog.Logger) (*Box, error) {
-	b := &Box{cfg: cfg, log: log, started: time.Now(), errc: make(chan error, 4)}
+	b := &Box{cfg: cfg, log: log, started: time.Now(), errc: make(chan error, 4), restart: make(chan struct{}, 1)}
 	if err := os.MkdirAll(cfg.State.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state.dir %s: %w", cfg.State.Dir, err)
+	}
+	if next, err := applyOverrides(cfg); err != nil {
+		log.Warn("owner's settings not applied", "err", err)
+	} else {
+		cfg = next
+		b.cfg = cfg
 	}
 	b.leaks = leaklog.New(leaklog.Config{})
 	l, err := lan.Open(cfg.LAN, lan.Deps{Logger: log.With("room", "datapath"), Leaks: b.leaks})
@@ -101,17 +136,25 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 	}
 	b.lan = l
 
-	webLn, err := l.ListenTCP(80)
-	if err != nil {
+	if err := b.openOwner(cfg); err != nil {
 		b.Close()
 		return nil, err
 	}
-	info := version.Get()
-	webLog := log.With("room", "ui")
-	b.web = ui.Server(ui.Handler(ui.Info{Version: info.Version, Address: l.Addr().String()}, webLog), webLog)
-	b.serve("web", b.web, webLn)
-
-	// More services on the LAN port join here, each from its room's constructor.
+	if err := b.startDNS(cfg); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if err := b.startDHCP(cfg); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if err := b.startUI(cfg); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if name := b.setup.BoxName(); name != "" && b.setup.Done() {
+		b.setBoxName(name)
+	}
 
 	apiLn, err := localapi.Listen(cfg.API.Socket)
 	if err != nil {
@@ -120,13 +163,93 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 	}
 	apiLog := log.With("room", "api")
 	b.api = &http.Server{
-		Handler:           localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Logger: apiLog}),
+		Handler:           localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Queries: b.queries, Devices: b.devices, Owner: (*consoleOwner)(b), Logger: apiLog}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	b.serve("api", b.api, apiLn)
+	info := version.Get()
 	log.Info("redoubt running", "version", info.Version, "commit", info.Commit, "lan", cfg.LAN.Interface,
 		"address", l.Addr().String(), "api", cfg.API.Socket)
 	return b, nil
+}
+
+// startDNS runs the resolver on udp/53 and tcp/53 of the LAN address.
+func (b *Box) startDNS(cfg Config) error {
+	b.queries = querylog.New(querylog.Config{MaxEntries: cfg.DNS.QueryLog})
+	srv, err := dns.New(cfg.DNS, dns.Deps{
+		Logger:       b.log.With("room", "dns"),
+		LAN:          b.lan.Prefix(),
+		SetupPending: func() bool { return b.captiveURL() != "" },
+		Queries:      b.queries,
+	})
+	if err != nil {
+		return err
+	}
+	pc, err := b.lan.ListenUDP(dns.Port)
+	if err != nil {
+		return err
+	}
+	ln, err := b.lan.ListenTCP(dns.Port)
+	if err != nil {
+		pc.Close()
+		return err
+	}
+	b.dns = srv
+	go func() {
+		if err := srv.Serve(pc, ln); err != nil {
+			b.errc <- err
+		}
+	}()
+	return nil
+}
+
+// startDHCP runs the DHCP server on udp/67 of the LAN port. Its lease file lives
+// in state.dir, unencrypted, so addresses are served while the box is locked.
+func (b *Box) startDHCP(cfg Config) error {
+	conn, err := b.lan.ListenUDPBroadcast(dhcp.ServerPort)
+	if err != nil {
+		return err
+	}
+	var names dhcp.HostNames
+	if b.dns != nil {
+		names = b.dns.Names()
+	}
+	srv, err := dhcp.New(cfg.DHCP, dhcp.Deps{
+		Conn:       conn,
+		Neighbors:  b.lan,
+		LAN:        b.lan.Prefix(),
+		StateDir:   cfg.State.Dir,
+		HostNames:  names,
+		CaptiveURL: b.captiveURL,
+		Logger:     b.log.With("room", "dhcp"),
+	})
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	b.dhcp = srv
+	go func() {
+		if err := srv.Serve(); err != nil {
+			b.errc <- fmt.Errorf("dhcp server: %w", err)
+		}
+	}()
+	return nil
+}
+
+// dhcpStats are the DHCP server's counters, for the status.
+func (b *Box) dhcpStats() dhcp.Stats {
+	if b.dhcp == nil {
+		return dhcp.Stats{}
+	}
+	return b.dhcp.Stats()
+}
+
+// devices lists the DHCP leases for the admin API.
+func (b *Box) devices() localapi.Devices {
+	if b.dhcp == nil {
+		return localapi.Devices{Leases: []dhcp.Lease{}}
+	}
+	return localapi.Devices{Leases: b.dhcp.Leases(), Counters: b.dhcp.Stats()}
 }
 
 // serve runs srv on ln until Close; a server that fails stops the daemon.
@@ -148,6 +271,12 @@ func (b *Box) Reconfig(cfg Config) error {
 	if err := b.lan.Reconfig(cfg.LAN); err != nil {
 		return err
 	}
+	if err := b.dns.Reconfig(cfg.DNS); err != nil {
+		return err
+	}
+	if err := b.dhcp.Reconfig(cfg.DHCP); err != nil {
+		return err
+	}
 	b.mu.Lock()
 	b.cfg = cfg
 	b.mu.Unlock()
@@ -157,7 +286,7 @@ func (b *Box) Reconfig(cfg Config) error {
 // captiveURL is where a laptop finds the box's captive-portal API (RFC 8908)
 // while setup is unfinished, and "" afterwards.
 func (b *Box) captiveURL() string {
-	if b.config().Setup.Done {
+	if b.config().Setup.Done || (b.setup != nil && b.setup.Done()) {
 		return ""
 	}
 	return "http://" + b.lan.Addr().String() + "/captive-portal/api"
@@ -181,6 +310,7 @@ func (b *Box) status() localapi.Status {
 	return localapi.Status{
 		Version: version.Get().Version,
 		Started: b.started,
+		Owner:   (*consoleOwner)(b).State(),
 		LAN: localapi.LANStatus{
 			Interface:     cfg.LAN.Interface,
 			Address:       cfg.LAN.Address.String(),
@@ -192,20 +322,48 @@ func (b *Box) status() localapi.Status {
 			StackDropped:  st.StackDropped,
 			StackCounters: b.lan.StackCounters(),
 		},
+		DNS:  b.dnsStatus(),
+		DHCP: b.dhcpStats(),
+	}
+}
+
+func (b *Box) dnsStatus() localapi.DNSStatus {
+	ds := b.dns.Stats()
+	qc := b.queries.Counters()
+	return localapi.DNSStatus{
+		Domain:     ds.Domain,
+		Names:      ds.Names,
+		Queries:    qc.Queries,
+		Stopped:    qc.ByAnswer[querylog.Stopped.String()],
+		Dropped:    qc.Dropped,
+		Malformed:  qc.ByAnswer[querylog.Malformed.String()],
+		TCPRefused: ds.Guard.TCPRefused,
 	}
 }
 
 // Close stops every room, the servers first so clients see a clean end.
 func (b *Box) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	for _, srv := range []*http.Server{b.web, b.api} {
+	for _, srv := range []*http.Server{b.web, b.webTLS, b.api} {
 		if srv != nil {
-			srv.Shutdown(ctx)
+			// Live feeds never end by themselves: after a moment, cut them.
+			if srv.Shutdown(ctx) != nil {
+				srv.Close()
+			}
 		}
+	}
+	if b.vault != nil {
+		b.vault.Close()
 	}
 	if b.api != nil {
 		os.Remove(b.config().API.Socket)
+	}
+	if b.dhcp != nil {
+		b.dhcp.Close()
+	}
+	if b.dns != nil {
+		b.dns.Close()
 	}
 	if b.lan != nil {
 		b.lan.Close()

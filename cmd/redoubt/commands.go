@@ -18,6 +18,7 @@ import (
 
 	"github.com/redoubt/redoubt/daemon"
 	"github.com/redoubt/redoubt/datapath/leaklog"
+	"github.com/redoubt/redoubt/dns/querylog"
 	"github.com/redoubt/redoubt/internal/version"
 	"github.com/redoubt/redoubt/ui/localapi"
 )
@@ -28,6 +29,11 @@ The box:
   serve     run the box (redoubt serve --config /etc/redoubt/redoubt.toml)
   status    what the box is doing
   leaks     what the box stopped the laptop from sending (--follow, --pcap FILE)
+  queries   the names the LAN's devices looked up, and how the box answered (--follow)
+  devices   the LAN's devices and their DHCP leases
+  setup-code  print the code the setup page asks for
+  unlock    unlock the box (the passphrase from the terminal or standard input)
+  lock      lock the box: sign everyone out, keep nothing readable
   version   print the version
 
 The lab (network namespaces on this machine, as root):
@@ -46,11 +52,16 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"serve":   {cmdServe, "run the box"},
-		"version": {cmdVersion, "print the version"},
-		"status":  {cmdStatus, "what the box is doing"},
-		"leaks":   {cmdLeaks, "what the box stopped"},
-		"lab":     {cmdLab, "the lab"},
+		"serve":      {cmdServe, "run the box"},
+		"version":    {cmdVersion, "print the version"},
+		"status":     {cmdStatus, "what the box is doing"},
+		"leaks":      {cmdLeaks, "what the box stopped"},
+		"queries":    {cmdQueries, "the names devices looked up"},
+		"devices":    {cmdDevices, "the LAN's devices and their leases"},
+		"lab":        {cmdLab, "the lab"},
+		"setup-code": {cmdSetupCode, "print the setup code"},
+		"unlock":     {cmdUnlock, "unlock the box"},
+		"lock":       {cmdLock, "lock the box"},
 	}
 }
 
@@ -139,6 +150,10 @@ func cmdStatus(args []string) error {
 	fmt.Fprintf(w, "services\t%s\n", strings.Join(st.LAN.Services, " "))
 	fmt.Fprintf(w, "stopped\t%d packets and connections\n", st.LAN.Dropped)
 	fmt.Fprintf(w, "frames\t%d in, %d out\n", st.LAN.Link.RxFrames, st.LAN.Link.TxFrames)
+	fmt.Fprintf(w, "DNS\t%s: %d names; %d queries, %d stopped, %d malformed, %d dropped\n", st.DNS.Domain,
+		st.DNS.Names, st.DNS.Queries, st.DNS.Stopped, st.DNS.Malformed, st.DNS.Dropped)
+	fmt.Fprintf(w, "DHCP\t%d leases bound; pool %d free of %d; %d ACKs, %d NAKs, %d malformed, %d exhausted\n",
+		st.DHCP.ActiveLeases, st.DHCP.PoolFree, st.DHCP.PoolSize, st.DHCP.Acks, st.DHCP.Naks, st.DHCP.Malformed, st.DHCP.PoolExhausted)
 	return w.Flush()
 }
 
@@ -243,4 +258,117 @@ func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+func cmdQueries(args []string) error {
+	fs := flags("queries", "queries [--follow] [--json] [--socket PATH]")
+	socket, asJSON := apiFlags(fs)
+	followF := fs.Bool("follow", false, "keep printing lookups as they happen, until Ctrl-C")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c := localapi.NewClient(*socket)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *followF {
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		if !*asJSON {
+			queryHeader(tw)
+			tw.Flush()
+		}
+		return c.FollowQueries(ctx, func(raw json.RawMessage) error {
+			if *asJSON {
+				_, err := fmt.Printf("%s\n", raw)
+				return err
+			}
+			var e querylog.Entry
+			if err := json.Unmarshal(raw, &e); err != nil {
+				return err
+			}
+			queryRow(tw, e)
+			return tw.Flush()
+		})
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	q, err := c.Queries(rctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(q)
+	}
+	fmt.Printf("%d queries", q.Counters.Queries)
+	answers := make([]string, 0, len(q.Counters.ByAnswer))
+	for k, n := range q.Counters.ByAnswer {
+		answers = append(answers, fmt.Sprintf("%s %d", k, n))
+	}
+	sort.Strings(answers)
+	if len(answers) > 0 {
+		fmt.Printf(": %s", strings.Join(answers, ", "))
+	}
+	if q.Counters.Dropped > 0 {
+		fmt.Printf("; %d dropped (flood)", q.Counters.Dropped)
+	}
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	queryHeader(tw)
+	for _, e := range q.Entries {
+		queryRow(tw, e)
+	}
+	return tw.Flush()
+}
+
+func queryHeader(w io.Writer) {
+	fmt.Fprintln(w, "LAST SEEN\tCOUNT\tDEVICE\tNAME\tTYPES\tANSWER\tCLASS")
+}
+
+func queryRow(w io.Writer, e querylog.Entry) {
+	device := e.Client
+	if e.MAC != "" {
+		device = e.MAC + " " + e.Client
+	}
+	fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Last.Local().Format(time.TimeOnly), e.Count, device,
+		e.Name, dash(strings.Join(e.Types, ",")), e.Answer, e.Class)
+}
+
+func cmdDevices(args []string) error {
+	fs := flags("devices", "devices [--json] [--socket PATH]")
+	socket, asJSON := apiFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := localapi.NewClient(*socket).Devices(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(d)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ADDRESS\tMAC\tHOSTNAME\tSTATE\tEXPIRES\tFIRST SEEN\tVENDOR CLASS\tCLIENT ID")
+	for _, l := range d.Leases {
+		state := l.State
+		if l.Owner {
+			state += " (owner)"
+		}
+		if l.Reserved {
+			state += " (reserved)"
+		}
+		expires := l.Expiry.Local().Format(time.DateTime)
+		if l.State == "bound" {
+			expires = "in " + time.Until(l.Expiry).Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Address, l.MAC, dash(l.Hostname), state, expires,
+			l.FirstSeen.Local().Format(time.DateTime), dash(l.VendorClass), dash(l.ClientID))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	c := d.Counters
+	fmt.Printf("\n%d bound; pool %d free of %d; %d offers, %d ACKs, %d NAKs; %d malformed, %d exhausted\n",
+		c.ActiveLeases, c.PoolFree, c.PoolSize, c.Offers, c.Acks, c.Naks, c.Malformed, c.PoolExhausted)
+	return nil
 }

@@ -211,6 +211,24 @@ func kindNames() []string {
 	return names
 }
 
+// Reset forgets every entry, counter and frame (a factory reset: a new owner does
+// not see the old one's history). Subscribers stay subscribed.
+func (l *Log) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entries = make(map[key]*node)
+	l.named, l.unnamed = lru{}, lru{}
+	l.total, l.evicted = 0, 0
+	l.byKind = [filter.NumKinds]uint64{}
+	l.devices = make(map[[6]byte]*device)
+	l.other = device{}
+	for i := range l.frames {
+		l.frames[i] = frame{}
+	}
+	l.next = 0
+	l.series.Reset()
+}
+
 // Series returns the attempts per kind over the last window (at most a day), in
 // buckets of step.
 func (l *Log) Series(window, step time.Duration) timeseries.Snapshot {

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/redoubt/redoubt/internal/timeseries"
 )
 
 // Outcome is how the box answered a query.
@@ -226,6 +228,7 @@ type Log struct {
 	devices    map[netip.Addr]*device
 	other      device
 	subs       map[*subscriber]struct{}
+	series     *timeseries.Series // stopped queries per class per minute
 }
 
 // New makes a Log.
@@ -235,6 +238,7 @@ func New(cfg Config) *Log {
 		entries: make(map[key]*node),
 		devices: make(map[netip.Addr]*device),
 		subs:    make(map[*subscriber]struct{}),
+		series:  timeseries.New(classNames[:], 24*60),
 	}
 }
 
@@ -259,6 +263,9 @@ func (l *Log) Record(q Query) (fresh bool) {
 	}
 	k := key{q.Client, name}
 
+	if q.Outcome == Stopped {
+		l.series.Add(now, int(class))
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.queries++
@@ -284,8 +291,8 @@ func (l *Log) Record(q Query) (fresh bool) {
 		lst.remove(n)
 		lst.pushFront(n)
 	}
-	if q.MAC != ([6]byte{}) {
-		n.mac = q.MAC
+	if d.mac != ([6]byte{}) {
+		n.mac = d.mac // the device's latest hardware address, if ever known
 	}
 	n.count++
 	n.seen = now
@@ -335,7 +342,7 @@ func (l *Log) device(client netip.Addr, mac [6]byte) *device {
 		d = &device{}
 		l.devices[client] = d
 	}
-	if mac != ([6]byte{}) {
+	if mac != ([6]byte{}) && d != &l.other {
 		d.mac = mac
 	}
 	return d

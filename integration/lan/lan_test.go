@@ -46,12 +46,13 @@ func laptop(t *testing.T, e *labtest.Env, argv ...string) (string, error) {
 
 func TestBoxPageAndPing(t *testing.T) {
 	e := env(t)
-	out, err := laptop(t, e, "curl", "-sS", "--max-time", "5", "http://"+lab.BoxLAN.String()+"/")
+	// A new box leads the laptop to its setup page.
+	out, err := laptop(t, e, "curl", "-sSL", "--max-time", "5", "http://"+lab.BoxLAN.String()+"/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "connected to a Redoubt box") {
-		t.Errorf("the box's page does not say what it is:\n%s", out)
+	if !strings.Contains(out, "Set up your Redoubt box") {
+		t.Errorf("the box's page does not lead to setup:\n%s", out)
 	}
 	hdrs, err := laptop(t, e, "curl", "-sS", "-D", "-", "-o", "/dev/null", "--max-time", "5", "http://"+lab.BoxLAN.String()+"/")
 	if err != nil {

@@ -51,6 +51,16 @@ func (s *Series) Add(t time.Time, c int) {
 	s.mu.Unlock()
 }
 
+// Reset zeroes every count.
+func (s *Series) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.slots {
+		clear(s.slots[i])
+		s.stamp[i] = -1
+	}
+}
+
 // Snapshot is the counts over a window, in buckets of Step, oldest first.
 type Snapshot struct {
 	Categories []string   `json:"categories"`

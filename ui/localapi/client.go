@@ -32,11 +32,8 @@ func NewClient(path string) *Client {
 	}
 }
 
-func (c *Client) get(ctx context.Context, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://redoubt"+path, nil)
-	if err != nil {
-		return nil, err
-	}
+// do sends req, turning the socket's errors into plain words.
+func (c *Client) do(req *http.Request) (*http.Response, error) {
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
@@ -45,6 +42,18 @@ func (c *Client) get(ctx context.Context, path string) (*http.Response, error) {
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("the local API at %s is for root only: run this command as root", c.Socket)
 		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (c *Client) get(ctx context.Context, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://redoubt"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(req)
+	if err != nil {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -91,10 +100,32 @@ func (c *Client) Pcap(ctx context.Context, w io.Writer) error {
 	return err
 }
 
+// Devices fetches the DHCP leases and counters.
+func (c *Client) Devices(ctx context.Context) (Devices, error) {
+	var d Devices
+	return d, c.GetJSON(ctx, "/v1/devices", &d)
+}
+
+// Queries fetches the DNS query log.
+func (c *Client) Queries(ctx context.Context) (Queries, error) {
+	var q Queries
+	return q, c.GetJSON(ctx, "/v1/queries", &q)
+}
+
 // FollowLeaks calls fn with each leak entry as it is created or updated, until
 // ctx ends or fn returns an error.
 func (c *Client) FollowLeaks(ctx context.Context, fn func(json.RawMessage) error) error {
-	resp, err := c.get(ctx, "/v1/leaks/follow")
+	return c.followPath(ctx, "/v1/leaks/follow", fn)
+}
+
+// FollowQueries calls fn with each query-log entry as it is created or updated,
+// until ctx ends or fn returns an error.
+func (c *Client) FollowQueries(ctx context.Context, fn func(json.RawMessage) error) error {
+	return c.followPath(ctx, "/v1/queries/follow", fn)
+}
+
+func (c *Client) followPath(ctx context.Context, path string, fn func(json.RawMessage) error) error {
+	resp, err := c.get(ctx, path)
 	if err != nil {
 		return err
 	}

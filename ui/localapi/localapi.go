@@ -18,13 +18,34 @@ import (
 
 	"github.com/redoubt/redoubt/datapath/leaklog"
 	"github.com/redoubt/redoubt/datapath/link"
+	"github.com/redoubt/redoubt/dhcp"
+	"github.com/redoubt/redoubt/dns/querylog"
 )
 
 // Status is the box at a glance.
 type Status struct {
-	Version string    `json:"version"`
-	Started time.Time `json:"started"`
-	LAN     LANStatus `json:"lan"`
+	Version string     `json:"version"`
+	Started time.Time  `json:"started"`
+	Owner   OwnerState `json:"owner"`
+	LAN     LANStatus  `json:"lan"`
+	DNS     DNSStatus  `json:"dns"`
+	DHCP    dhcp.Stats `json:"dhcp"`
+}
+
+// DNSStatus describes the resolver.
+type DNSStatus struct {
+	Domain string `json:"domain"`
+	Names  int    `json:"names"` // names the box answers for
+	// Queries answered in all; Stopped, those for names that are not the
+	// box's (answered NXDOMAIN, sent nowhere).
+	Queries uint64 `json:"queries"`
+	Stopped uint64 `json:"stopped"`
+	// Dropped: datagrams shed from a client flooding a saturated server;
+	// Malformed: datagrams and messages that could not be queries;
+	// TCPRefused: connections beyond the limits, closed at once.
+	Dropped    uint64 `json:"dropped"`
+	Malformed  uint64 `json:"malformed"`
+	TCPRefused uint64 `json:"tcp_refused"`
 }
 
 // LANStatus describes the LAN port.
@@ -48,11 +69,28 @@ type Leaks struct {
 	Entries  []leaklog.Entry  `json:"entries"`
 }
 
+// Queries is the DNS query log: totals and the aggregated entries.
+type Queries struct {
+	Counters querylog.Counters `json:"counters"`
+	Entries  []querylog.Entry  `json:"entries"`
+}
+
 // Deps are what the API reports on.
 type Deps struct {
-	Status func() Status
-	Leaks  *leaklog.Log
+	Status  func() Status
+	Leaks   *leaklog.Log
+	Queries *querylog.Log
+	Devices func() Devices
+	// Owner locks, unlocks and reports on what the box keeps for its owner.
+	Owner  Owner
 	Logger *slog.Logger
+}
+
+// Devices are the LAN's devices as the DHCP server knows them: every lease
+// record (bound, expired, declined) and the server's counters.
+type Devices struct {
+	Leases   []dhcp.Lease `json:"leases"`
+	Counters dhcp.Stats   `json:"counters"`
 }
 
 // Handler returns the API's HTTP handler.
@@ -65,8 +103,24 @@ func Handler(d Deps) http.Handler {
 		writeJSON(w, Leaks{Counters: d.Leaks.Counters(), Entries: d.Leaks.Entries()})
 	})
 	mux.HandleFunc("GET /v1/leaks/follow", func(w http.ResponseWriter, r *http.Request) {
-		follow(w, r, d.Leaks)
+		follow(w, r, d.Leaks.Subscribe)
 	})
+	mux.HandleFunc("GET /v1/devices", func(w http.ResponseWriter, r *http.Request) {
+		if d.Devices == nil {
+			http.Error(w, "no DHCP server", http.StatusNotFound)
+			return
+		}
+		writeJSON(w, d.Devices())
+	})
+	mux.HandleFunc("GET /v1/queries", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, Queries{Counters: d.Queries.Counters(), Entries: d.Queries.Entries()})
+	})
+	mux.HandleFunc("GET /v1/queries/follow", func(w http.ResponseWriter, r *http.Request) {
+		follow(w, r, d.Queries.Subscribe)
+	})
+	if d.Owner != nil {
+		ownerRoutes(mux, d.Owner)
+	}
 	mux.HandleFunc("GET /v1/leaks.pcap", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
 		w.Header().Set("Content-Disposition", `attachment; filename="redoubt-drops.pcap"`)
@@ -77,14 +131,15 @@ func Handler(d Deps) http.Handler {
 	return mux
 }
 
-// follow streams leak entries as they change, one JSON object per line.
-func follow(w http.ResponseWriter, r *http.Request, leaks *leaklog.Log) {
+// follow streams entries (of the leak log, the query log) as they change, one JSON
+// object per line.
+func follow[E any](w http.ResponseWriter, r *http.Request, subscribe func(buf int) (<-chan E, func())) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
-	ch, cancel := leaks.Subscribe(256)
+	ch, cancel := subscribe(256)
 	defer cancel()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)

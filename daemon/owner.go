@@ -1,0 +1,464 @@
+package daemon
+
+import (
+	"cmp"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redoubt/redoubt/datapath/leaklog"
+	"github.com/redoubt/redoubt/dhcp"
+	"github.com/redoubt/redoubt/dns/querylog"
+	"github.com/redoubt/redoubt/internal/timeseries"
+	"github.com/redoubt/redoubt/internal/version"
+	"github.com/redoubt/redoubt/ui"
+	"github.com/redoubt/redoubt/ui/localapi"
+	"github.com/redoubt/redoubt/ui/setup"
+	"github.com/redoubt/redoubt/vault"
+)
+
+// Ports the owner's pages are served on, on the LAN address only.
+const (
+	httpPort  = 80
+	httpsPort = 443
+)
+
+// openOwner opens what the box keeps for its owner: the first-boot state and the
+// sealed vault (locked until the passphrase is entered).
+func (b *Box) openOwner(cfg Config) error {
+	st, err := setup.Open(cfg.State.Dir, cfg.Setup.CodeFile)
+	if err != nil {
+		return err
+	}
+	v, err := vault.Open(filepath.Join(cfg.State.Dir, "vault"))
+	if err != nil {
+		return err
+	}
+	b.setup, b.vault = st, v
+	if !st.Done() {
+		b.log.Info("setup is not done: the setup page asks for the setup code (redoubt setup-code)", "code_file", cfg.Setup.CodeFile)
+	} else if v.Locked() {
+		b.log.Info("the box is locked: it routes and resolves, and waits for the owner's passphrase to unlock")
+	}
+	return nil
+}
+
+// startUI serves the owner's pages on the LAN port: port 80 (setup, then only a
+// redirect and the CA certificate) and port 443 (everything, once setup made the
+// box's certificate).
+func (b *Box) startUI(cfg Config) error {
+	u, err := ui.New(ui.Deps{
+		Logger:   b.log.With("room", "ui"),
+		Version:  version.Get().Version,
+		Setup:    b.setup,
+		Vault:    b.vault,
+		Box:      (*ownerBox)(b),
+		StateDir: cfg.State.Dir,
+		Addr:     b.lan.Addr,
+		Names:    b.uiNames,
+	})
+	if err != nil {
+		return err
+	}
+	b.ui = u
+	httpLn, err := b.lan.ListenTCP(httpPort)
+	if err != nil {
+		return err
+	}
+	httpsLn, err := b.lan.ListenTCP(httpsPort)
+	if err != nil {
+		httpLn.Close()
+		return err
+	}
+	uiLog := b.log.With("room", "ui")
+	b.web = ui.Server(u.Handler(), uiLog)
+	b.webTLS = ui.Server(u.Handler(), uiLog)
+	b.serve("web", b.web, httpLn)
+	b.serve("web-tls", b.webTLS, tls.NewListener(httpsLn, u.TLSConfig()))
+	return nil
+}
+
+// uiNames are the names the owner's pages answer to: the box's names in the local
+// domain.
+func (b *Box) uiNames() []string {
+	if b.dns == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range b.dns.Names().Records() {
+		if r.Source == "box" {
+			out = append(out, strings.TrimSuffix(r.Name, "."))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// ownerBox is the box as the owner's pages see it.
+type ownerBox Box
+
+func (o *ownerBox) box() *Box { return (*Box)(o) }
+
+func (o *ownerBox) Status() ui.Status {
+	b := o.box()
+	cfg := b.config()
+	st := ui.Status{
+		Version: version.Get().Version,
+		Started: b.started,
+		BoxName: b.setup.BoxName(),
+		LAN:     ui.ServiceState{State: "up", Detail: fmt.Sprintf("%s, box at %s", cfg.LAN.Interface, b.lan.Addr())},
+		VPN:     ui.ServiceState{State: "not configured", Detail: "The box's own traffic does not leave it yet."},
+		Mesh:    ui.ServiceState{State: "not configured", Detail: "No team yet."},
+	}
+	if n := len(b.dhcpLeases()); n > 0 {
+		st.LAN.Detail += fmt.Sprintf(", %d device(s)", n)
+	}
+	return st
+}
+
+func (b *Box) dhcpLeases() []dhcp.Lease {
+	if b.dhcp == nil {
+		return nil
+	}
+	return b.dhcp.Leases()
+}
+
+// deviceNames maps hardware and IP addresses to the names devices gave.
+func (b *Box) deviceNames() (byMAC, byIP map[string]string) {
+	byMAC, byIP = map[string]string{}, map[string]string{}
+	for _, l := range b.dhcpLeases() {
+		if l.Hostname != "" {
+			byMAC[l.MAC] = l.Hostname
+			byIP[l.Address.String()] = l.Hostname
+		}
+	}
+	return byMAC, byIP
+}
+
+func (o *ownerBox) Devices() []ui.Device {
+	b := o.box()
+	stopped := map[string]uint64{}
+	for _, d := range b.leaks.Counters().Devices {
+		stopped[d.MAC] = d.Total
+	}
+	var out []ui.Device
+	for _, l := range b.dhcpLeases() {
+		if l.State == "declined" {
+			continue
+		}
+		out = append(out, ui.Device{Name: l.Hostname, MAC: l.MAC, IP: l.Address.String(), Vendor: l.VendorClass,
+			FirstSeen: l.FirstSeen, Expires: l.Expiry, Stopped: stopped[l.MAC], Owner: l.Owner})
+	}
+	slices.SortFunc(out, func(a, c ui.Device) int { return cmp.Compare(c.Expires.Unix(), a.Expires.Unix()) })
+	return out
+}
+
+// stoppedLeak turns a leak log entry into the UI's row.
+func stoppedLeak(e leaklog.Entry, byMAC map[string]string) ui.Stopped {
+	what := e.Proto
+	if e.App != "" {
+		what += "/" + e.App
+	}
+	dst := e.Dst
+	if e.DstPort != 0 && dst != "" {
+		dst = net.JoinHostPort(e.Dst, fmt.Sprint(e.DstPort))
+	}
+	dev := byMAC[e.MAC]
+	if dev == "" {
+		dev = e.MAC
+		if e.Src != "" && e.Kind != "spoofed" {
+			dev = e.Src
+		}
+	}
+	return ui.Stopped{Source: "connection", Category: e.Kind, Device: dev, What: what, Destination: dst, Name: e.Name,
+		Count: e.Count, First: e.First, Last: e.Last}
+}
+
+// stoppedQuery turns a query log entry into the UI's row; only names the box
+// refused to resolve count as stopped.
+func stoppedQuery(e querylog.Entry, byIP map[string]string) (ui.Stopped, bool) {
+	if e.Answer != querylog.Stopped.String() {
+		return ui.Stopped{}, false
+	}
+	dev := byIP[e.Client]
+	if dev == "" {
+		dev = e.Client
+	}
+	return ui.Stopped{Source: "dns", Category: "dns " + e.Class, Device: dev, What: "dns " + strings.Join(e.Types, " "),
+		Name: e.Name, Count: e.Count, First: e.First, Last: e.Last}, true
+}
+
+func (o *ownerBox) Stopped() []ui.Stopped {
+	b := o.box()
+	byMAC, byIP := b.deviceNames()
+	var out []ui.Stopped
+	for _, e := range b.leaks.Entries() {
+		out = append(out, stoppedLeak(e, byMAC))
+	}
+	if b.queries != nil {
+		for _, e := range b.queries.Entries() {
+			if s, ok := stoppedQuery(e, byIP); ok {
+				out = append(out, s)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, c ui.Stopped) int { return c.Last.Compare(a.Last) })
+	return out
+}
+
+// SubscribeStopped merges the leak log's and the query log's live feeds.
+func (o *ownerBox) SubscribeStopped(buf int) (<-chan ui.Stopped, func()) {
+	b := o.box()
+	out := make(chan ui.Stopped, buf)
+	done := make(chan struct{})
+	leaks, cancelLeaks := b.leaks.Subscribe(buf)
+	var queries <-chan querylog.Entry
+	cancelQueries := func() {}
+	if b.queries != nil {
+		queries, cancelQueries = b.queries.Subscribe(buf)
+	}
+	go func() {
+		defer close(out)
+		names := time.NewTicker(10 * time.Second)
+		defer names.Stop()
+		byMAC, byIP := b.deviceNames()
+		for {
+			var s ui.Stopped
+			select {
+			case <-done:
+				return
+			case <-names.C:
+				byMAC, byIP = b.deviceNames()
+				continue
+			case e, ok := <-leaks:
+				if !ok {
+					return
+				}
+				s = stoppedLeak(e, byMAC)
+			case e, ok := <-queries:
+				if !ok {
+					return
+				}
+				var keep bool
+				if s, keep = stoppedQuery(e, byIP); !keep {
+					continue
+				}
+			}
+			select {
+			case out <- s:
+			default: // a slow page misses updates; it reloads the rest
+			}
+		}
+	}()
+	var stopped bool
+	return out, func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		close(done)
+		cancelLeaks()
+		cancelQueries()
+	}
+}
+
+func (o *ownerBox) Chart(window, step time.Duration) timeseries.Snapshot {
+	b := o.box()
+	snap := b.leaks.Series(window, step)
+	if b.queries != nil {
+		q := b.queries.Series(window, step)
+		snap = mergeSnapshots(snap, q, "dns ")
+	}
+	// "none" is never a drop.
+	if i := slices.Index(snap.Categories, "none"); i >= 0 {
+		snap.Categories = slices.Delete(snap.Categories, i, i+1)
+		for k := range snap.Counts {
+			snap.Counts[k] = slices.Delete(snap.Counts[k], i, i+1)
+		}
+	}
+	return snap
+}
+
+// mergeSnapshots appends b's categories (prefixed) to a's; both cover the same
+// buckets.
+func mergeSnapshots(a, b timeseries.Snapshot, prefix string) timeseries.Snapshot {
+	if len(a.Counts) != len(b.Counts) {
+		return a
+	}
+	for _, c := range b.Categories {
+		a.Categories = append(a.Categories, prefix+c)
+	}
+	for i := range a.Counts {
+		a.Counts[i] = append(a.Counts[i], b.Counts[i]...)
+	}
+	return a
+}
+
+func (o *ownerBox) WritePcap(w io.Writer) error { return o.box().leaks.WritePcap(w) }
+
+func (o *ownerBox) Settings() ui.Settings {
+	b := o.box()
+	cfg := b.config()
+	s := ui.Settings{BoxName: b.setup.BoxName(), LANAddress: cfg.LAN.Address.String(), LeaseTime: cfg.DHCP.LeaseTime.String()}
+	for _, r := range cfg.DHCP.Reservations {
+		s.Reservations = append(s.Reservations, ui.Reservation{MAC: r.MAC, IP: r.Address.String()})
+	}
+	return s
+}
+
+// ApplySettings turns the settings page into a config, validates it like the
+// config file, applies it, and keeps it in the state directory so it survives a
+// restart.
+func (o *ownerBox) ApplySettings(s ui.Settings) error {
+	b := o.box()
+	next := b.config()
+	addr, err := netip.ParsePrefix(s.LANAddress)
+	if err != nil {
+		return &ui.FieldError{Field: "lan_address", Message: "Write an address with its prefix length, such as 10.201.86.1/24."}
+	}
+	lease, err := time.ParseDuration(s.LeaseTime)
+	if err != nil {
+		return &ui.FieldError{Field: "lease_time", Message: "Write a duration such as 12h, 90m or 1h30m."}
+	}
+	next.LAN.Address = addr
+	next.DHCP.LeaseTime = lease
+	next.DHCP.Reservations = nil
+	for i, r := range s.Reservations {
+		ip, err := netip.ParseAddr(r.IP)
+		if err != nil {
+			return &ui.FieldError{Field: "reservations", Message: fmt.Sprintf("Reservation %d: %q is not an IP address.", i+1, r.IP)}
+		}
+		next.DHCP.Reservations = append(next.DHCP.Reservations, dhcp.Reservation{MAC: r.MAC, Address: ip})
+	}
+	if err := next.Validate(); err != nil {
+		return &ui.FieldError{Field: fieldOf(err), Message: err.Error()}
+	}
+	if next.LAN.Address != b.config().LAN.Address {
+		return &ui.FieldError{Field: "lan_address", Message: "Changing the box's address needs a restart of its network side; set lan.address in the config file and restart the box."}
+	}
+	if err := b.Reconfig(next); err != nil {
+		return &ui.FieldError{Field: fieldOf(err), Message: err.Error()}
+	}
+	if err := b.saveOverrides(next); err != nil {
+		return fmt.Errorf("keeping the settings: %w", err)
+	}
+	if s.BoxName != b.setup.BoxName() {
+		b.setBoxName(s.BoxName)
+	}
+	return nil
+}
+
+// fieldOf guesses the settings-page field a config error is about.
+func fieldOf(err error) string {
+	m := err.Error()
+	switch {
+	case strings.Contains(m, "reservation"):
+		return "reservations"
+	case strings.Contains(m, "lease_time"):
+		return "lease_time"
+	case strings.Contains(m, "lan."), strings.Contains(m, "pool"):
+		return "lan_address"
+	}
+	return "form"
+}
+
+// Reboot restarts the box's software: it comes back locked, as after a power cut.
+func (o *ownerBox) Reboot() error {
+	b := o.box()
+	b.log.Info("restarting at the owner's request")
+	select {
+	case b.restart <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// FactoryReset erases what the box keeps for its owner and returns it to first
+// boot: the vault (keys, secrets), setup state, the owner's settings, the logs of
+// what was stopped.
+func (o *ownerBox) FactoryReset() error {
+	b := o.box()
+	b.log.Warn("factory reset: erasing the owner's data")
+	var errs []error
+	if err := b.vault.Wipe(); err != nil {
+		errs = append(errs, fmt.Errorf("erasing the vault: %w", err))
+	}
+	if err := b.setup.Reset(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.Remove(b.overridesPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	b.leaks.Reset()
+	if b.queries != nil {
+		b.queries.Reset()
+	}
+	b.setBoxName("")
+	return errors.Join(errs...)
+}
+
+func (o *ownerBox) Unlocked()  { o.box().log.Info("vault unlocked") }
+func (o *ownerBox) Locked()    { o.box().log.Info("vault locked") }
+func (o *ownerBox) SetupDone() { b := o.box(); b.setBoxName(b.setup.BoxName()) }
+
+// setBoxName gives the box's DNS name the owner's choice ("" for the default).
+func (b *Box) setBoxName(name string) {
+	if b.dns == nil {
+		return
+	}
+	cfg := b.config()
+	if name != "" {
+		cfg.DNS.Name = name
+		if !slices.Contains(cfg.DNS.Aliases, "redoubt") {
+			cfg.DNS.Aliases = append(cfg.DNS.Aliases, "redoubt")
+		}
+	}
+	if err := b.dns.Reconfig(cfg.DNS); err != nil {
+		b.log.Warn("renaming the box in DNS", "name", name, "err", err)
+	}
+}
+
+// consoleOwner is what the local API (the box's console) does for the owner.
+type consoleOwner Box
+
+func (c *consoleOwner) box() *Box { return (*Box)(c) }
+
+func (c *consoleOwner) State() localapi.OwnerState {
+	b := c.box()
+	return localapi.OwnerState{SetupDone: b.setup.Done(), Locked: b.vault.Locked(), BoxName: b.setup.BoxName()}
+}
+
+func (c *consoleOwner) SetupCode() string { return c.box().setup.Code() }
+
+func (c *consoleOwner) Unlock(passphrase []byte) error {
+	b := c.box()
+	if !b.vault.Initialized() {
+		return errors.New("the box has no owner yet: finish setup in the browser first")
+	}
+	was := b.vault.Locked()
+	if err := b.vault.Unlock(passphrase); err != nil {
+		return err
+	}
+	if was {
+		(*ownerBox)(b).Unlocked()
+	}
+	return nil
+}
+
+func (c *consoleOwner) Lock() error {
+	b := c.box()
+	b.vault.Lock()
+	if b.ui != nil {
+		b.ui.SignOutAll()
+	}
+	(*ownerBox)(b).Locked()
+	return nil
+}
