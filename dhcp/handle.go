@@ -58,47 +58,56 @@ const (
 var bcast4 = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
 // replyOptions are the options every OFFER and ACK carries, encoded once per
-// config.
+// config: static (mask, router, DNS, domain, MTU, broadcast, search) and the lease
+// times.
 type replyOptions struct {
-	static      map[uint8][]byte
-	leaseTimes  map[uint8][]byte
-	lan         netip.Prefix
+	static      []byte
+	leaseTimes  []byte
 	leaseLength time.Duration
+}
+
+// appendOption appends an option in wire form, split into several instances when
+// longer than 255 bytes (RFC 3396).
+func appendOption(b []byte, code uint8, v []byte) []byte {
+	if len(v) == 0 {
+		return append(b, code, 0)
+	}
+	for len(v) > 0 {
+		n := min(len(v), 255)
+		b = append(b, code, byte(n))
+		b = append(b, v[:n]...)
+		v = v[n:]
+	}
+	return b
 }
 
 func compileOptions(cfg Config, lan netip.Prefix) *replyOptions {
 	box := lan.Addr().AsSlice()
 	_, bc := bounds(lan)
 	bcb := addr(bc).AsSlice()
-	static := map[uint8][]byte{
-		optSubnetMask: net.CIDRMask(lan.Bits(), 32),
-		optRouter:     box,
-		optDNS:        box,
-		optDomainName: []byte(cfg.Domain),
-		optMTU:        {byte(cfg.MTU >> 8), byte(cfg.MTU)},
-		optBroadcast:  bcb,
-	}
+	var static []byte
+	static = appendOption(static, optSubnetMask, net.CIDRMask(lan.Bits(), 32))
+	static = appendOption(static, optRouter, box)
+	static = appendOption(static, optDNS, box)
+	static = appendOption(static, optDomainName, []byte(cfg.Domain))
+	static = appendOption(static, optMTU, []byte{byte(cfg.MTU >> 8), byte(cfg.MTU)})
+	static = appendOption(static, optBroadcast, bcb)
 	if len(cfg.Search) > 0 {
 		search := make([]string, len(cfg.Search))
 		for i, d := range cfg.Search {
 			search[i] = trimDot(d)
 		}
-		static[optDomainSearch] = (&rfc1035label.Labels{Labels: search}).ToBytes()
+		static = appendOption(static, optDomainSearch, (&rfc1035label.Labels{Labels: search}).ToBytes())
 	}
 	secs := func(d time.Duration) []byte {
 		v := uint32(d / time.Second)
 		return []byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
 	}
-	return &replyOptions{
-		static: static,
-		leaseTimes: map[uint8][]byte{
-			optLeaseTime:   secs(cfg.LeaseTime),
-			optRenewalT1:   secs(cfg.LeaseTime / 2),
-			optRebindingT2: secs(cfg.LeaseTime * 7 / 8),
-		},
-		lan:         lan,
-		leaseLength: cfg.LeaseTime,
-	}
+	var lt []byte
+	lt = appendOption(lt, optLeaseTime, secs(cfg.LeaseTime))
+	lt = appendOption(lt, optRenewalT1, secs(cfg.LeaseTime/2))
+	lt = appendOption(lt, optRebindingT2, secs(cfg.LeaseTime*7/8))
+	return &replyOptions{static: static, leaseTimes: lt, leaseLength: cfg.LeaseTime}
 }
 
 func trimDot(s string) string {
@@ -110,8 +119,11 @@ func trimDot(s string) string {
 
 // reply is an answer waiting to be sent.
 type reply struct {
-	msg *dhcpv4.DHCPv4
-	dst netip.AddrPort
+	msg *dhcpv4.DHCPv4 // header fields and options 53, 54, 56, 61, 82
+	// extra are more options, already in wire form (batchCtx.withLease or
+	// batchCtx.noLease).
+	extra []byte
+	dst   netip.AddrPort
 	// pin, when valid, is pinned to mac before sending (unicast to a device
 	// that cannot answer ARP yet).
 	pin   netip.Addr
@@ -124,6 +136,17 @@ type reply struct {
 type batchCtx struct {
 	opts    *replyOptions
 	captive string
+	// The options of an OFFER or ACK (withLease) and of an INFORM's ACK
+	// (noLease) in wire form, captive portal included.
+	withLease, noLease []byte
+}
+
+func (bc *batchCtx) prepare() {
+	bc.noLease = bc.opts.static
+	if bc.captive != "" {
+		bc.noLease = appendOption(append([]byte(nil), bc.opts.static...), optCaptivePortal, []byte(bc.captive))
+	}
+	bc.withLease = append(append([]byte(nil), bc.opts.leaseTimes...), bc.noLease...)
 }
 
 // handle decides one packet: the table changes it makes and the reply, if any.
@@ -200,9 +223,9 @@ func (s *Server) discover(m *dhcpv4.DHCPv4, c *leases.Client, now time.Time, bc 
 		}
 		return reply{}, false
 	}
-	r := s.newReply(m, dhcpv4.MessageTypeOffer, bc, true)
+	r := s.newReply(m, dhcpv4.MessageTypeOffer)
 	r.YourIPAddr = a.AsSlice()
-	return s.route(m, r, a), true
+	return s.route(m, r, a, bc.withLease), true
 }
 
 func (s *Server) request(m *dhcpv4.DHCPv4, c *leases.Client, from netip.AddrPort, now time.Time, bc *batchCtx) (reply, bool) {
@@ -232,9 +255,9 @@ func (s *Server) request(m *dhcpv4.DHCPv4, c *leases.Client, from netip.AddrPort
 		if ok, n := s.logRate.Allow(now); ok {
 			s.log.Info("DHCP NAK", "mac", macString(c.MAC), "address", a.String(), "reason", err.Error(), "suppressed", n)
 		}
-		r := s.newReply(m, dhcpv4.MessageTypeNak, bc, false)
+		r := s.newReply(m, dhcpv4.MessageTypeNak)
 		r.Options[optMessage] = []byte(err.Error())
-		return s.route(m, r, netip.Addr{}), true
+		return s.route(m, r, netip.Addr{}, nil), true
 	}
 	if !had || prev.Addr != a || !prev.Active(now) {
 		if ok, n := s.logRate.Allow(now); ok {
@@ -242,12 +265,12 @@ func (s *Server) request(m *dhcpv4.DHCPv4, c *leases.Client, from netip.AddrPort
 				"until", l.Expiry.Format(time.RFC3339), "suppressed", n)
 		}
 	}
-	r := s.newReply(m, dhcpv4.MessageTypeAck, bc, true)
+	r := s.newReply(m, dhcpv4.MessageTypeAck)
 	r.YourIPAddr = a.AsSlice()
 	if ci.IsValid() {
 		r.ClientIPAddr = ci.AsSlice()
 	}
-	out := s.route(m, r, a)
+	out := s.route(m, r, a, bc.withLease)
 	out.grant = true
 	return out, true
 }
@@ -288,13 +311,14 @@ func (s *Server) inform(m *dhcpv4.DHCPv4, from netip.AddrPort, bc *batchCtx) (re
 	if !ci.IsValid() || !s.deviceAddr(ci) {
 		return s.drop(dropBadRequest, m, from, "INFORM from an address not on the LAN")
 	}
-	r := s.newReply(m, dhcpv4.MessageTypeAck, bc, false)
+	r := s.newReply(m, dhcpv4.MessageTypeAck)
 	r.ClientIPAddr = ci.AsSlice()
-	return s.route(m, r, netip.Addr{}), true
+	return s.route(m, r, netip.Addr{}, bc.noLease), true
 }
 
-// newReply starts an answer to m. withLease adds the lease times.
-func (s *Server) newReply(m *dhcpv4.DHCPv4, mt dhcpv4.MessageType, bc *batchCtx, withLease bool) *dhcpv4.DHCPv4 {
+// newReply starts an answer to m: the header and the options that depend on the
+// request. The rest (reply.extra) is added when it is encoded.
+func (s *Server) newReply(m *dhcpv4.DHCPv4, mt dhcpv4.MessageType) *dhcpv4.DHCPv4 {
 	r := &dhcpv4.DHCPv4{
 		OpCode:        dhcpv4.OpcodeBootReply,
 		HWType:        m.HWType,
@@ -305,7 +329,7 @@ func (s *Server) newReply(m *dhcpv4.DHCPv4, mt dhcpv4.MessageType, bc *batchCtx,
 		ServerIPAddr:  net.IPv4zero,
 		GatewayIPAddr: m.GatewayIPAddr,
 		ClientHWAddr:  m.ClientHWAddr,
-		Options:       make(dhcpv4.Options, 16),
+		Options:       make(dhcpv4.Options, 5),
 	}
 	r.Options[optMessageType] = []byte{byte(mt)}
 	r.Options[optServerID] = s.box[:]
@@ -315,28 +339,50 @@ func (s *Server) newReply(m *dhcpv4.DHCPv4, mt dhcpv4.MessageType, bc *batchCtx,
 	if ri := m.Options[optRelayInfo]; ri != nil && ip4(m.GatewayIPAddr).IsValid() {
 		r.Options[optRelayInfo] = ri // RFC 3046
 	}
-	if mt == dhcpv4.MessageTypeNak {
-		return r
-	}
-	for k, v := range bc.opts.static {
-		r.Options[k] = v
-	}
-	if withLease {
-		for k, v := range bc.opts.leaseTimes {
-			r.Options[k] = v
+	return r
+}
+
+// magicCookie starts the options (RFC 2131 §3).
+var magicCookie = [4]byte{99, 130, 83, 99}
+
+// encode writes a reply in wire form: the BOOTP header, options 53 and 54, the
+// extra options, 61 and 56, and the relay agent's 82 last (RFC 3046), padded to
+// the 300 bytes some relays insist on.
+func encode(m *dhcpv4.DHCPv4, extra []byte) []byte {
+	b := make([]byte, 240, 300+len(extra)+len(m.Options[optClientID])+len(m.Options[optMessage])+len(m.Options[optRelayInfo]))
+	b[0], b[1], b[2] = byte(dhcpv4.OpcodeBootReply), byte(m.HWType), byte(len(m.ClientHWAddr))
+	copy(b[4:8], m.TransactionID[:])
+	b[10], b[11] = byte(m.Flags>>8), byte(m.Flags)
+	for i, ip := range []net.IP{m.ClientIPAddr, m.YourIPAddr, m.ServerIPAddr, m.GatewayIPAddr} {
+		if v4 := ip.To4(); v4 != nil {
+			copy(b[12+4*i:], v4)
 		}
 	}
-	if bc.captive != "" {
-		r.Options[optCaptivePortal] = []byte(bc.captive)
+	copy(b[28:44], m.ClientHWAddr)
+	copy(b[236:240], magicCookie[:])
+	for _, code := range []uint8{optMessageType, optServerID} {
+		if v, ok := m.Options[code]; ok {
+			b = appendOption(b, code, v)
+		}
 	}
-	return r
+	b = append(b, extra...)
+	for _, code := range []uint8{optClientID, optMessage, optRelayInfo} {
+		if v, ok := m.Options[code]; ok {
+			b = appendOption(b, code, v)
+		}
+	}
+	b = append(b, 255)
+	for len(b) < 300 {
+		b = append(b, 0)
+	}
+	return b
 }
 
 // route addresses a reply as RFC 2131 §4.1 says: to the relay; a NAK to
 // everyone; to a client that has an address, there; to one that asked for
 // broadcast, to everyone; else to the address offered, at the client's MAC.
-func (s *Server) route(m *dhcpv4.DHCPv4, r *dhcpv4.DHCPv4, yiaddr netip.Addr) reply {
-	out := reply{msg: r, mac: m.ClientHWAddr, kind: r.MessageType()}
+func (s *Server) route(m *dhcpv4.DHCPv4, r *dhcpv4.DHCPv4, yiaddr netip.Addr, extra []byte) reply {
+	out := reply{msg: r, extra: extra, mac: m.ClientHWAddr, kind: r.MessageType()}
 	ci := ip4(m.ClientIPAddr)
 	switch gi := ip4(m.GatewayIPAddr); {
 	case gi.IsValid():
@@ -366,7 +412,7 @@ func (s *Server) send(r *reply) {
 			dst = netip.AddrPortFrom(bcast4, clientPort)
 		}
 	}
-	if _, err := s.conn.WriteTo(r.msg.ToBytes(), net.UDPAddrFromAddrPort(dst)); err != nil {
+	if _, err := s.conn.WriteTo(encode(r.msg, r.extra), net.UDPAddrFromAddrPort(dst)); err != nil {
 		s.stats.sendErrors.Add(1)
 		if ok, n := s.logRate.Allow(s.now()); ok {
 			s.log.Warn("sending DHCP reply", "to", dst.String(), "type", r.kind.String(), "err", err, "suppressed", n)

@@ -442,6 +442,7 @@ func (s *Server) process(batch []packet) {
 	if s.deps.CaptiveURL != nil {
 		bc.captive = s.deps.CaptiveURL()
 	}
+	bc.prepare()
 	s.mu.Lock()
 	now := s.now()
 	replies := s.scratch[:0]

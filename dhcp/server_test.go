@@ -470,3 +470,49 @@ func TestContinues(t *testing.T) {
 		}
 	}
 }
+
+// TestEncode: replies decode with the library they are meant to interoperate
+// with, carry every option once, and put the relay agent's option last.
+func TestEncode(t *testing.T) {
+	req := (&client{mac: laptopMAC}).msg(dhcpv4.MessageTypeRequest,
+		dhcpv4.WithGatewayIP(net.IP{10, 201, 86, 100}),
+		dhcpv4.WithOption(dhcpv4.OptClientIdentifier([]byte{1, 2, 3})),
+		dhcpv4.WithGeneric(dhcpv4.OptionRelayAgentInformation, []byte{1, 2, 'a', 'b'}))
+	s := &Server{box: boxLAN.Addr().As4()}
+	r := s.newReply(req, dhcpv4.MessageTypeAck)
+	r.YourIPAddr = net.IP{10, 201, 86, 7}
+	cfg := Config{Search: []string{"a.example", "b.example"}}.WithDefaults(boxLAN)
+	bc := batchCtx{opts: compileOptions(cfg, boxLAN), captive: "http://x/"}
+	bc.prepare()
+	b := encode(r, bc.withLease)
+	m, err := dhcpv4.FromBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.OpCode != dhcpv4.OpcodeBootReply || m.TransactionID != req.TransactionID || !m.YourIPAddr.Equal(net.IP{10, 201, 86, 7}) ||
+		!m.GatewayIPAddr.Equal(net.IP{10, 201, 86, 100}) || !bytes.Equal(m.ClientHWAddr, laptopMAC) || len(b) < 300 {
+		t.Fatalf("header: %s", m.Summary())
+	}
+	for code, want := range map[uint8][]byte{
+		optMessageType: {5}, optServerID: {10, 201, 86, 1}, optClientID: {1, 2, 3}, optRelayInfo: {1, 2, 'a', 'b'},
+		optCaptivePortal: []byte("http://x/"), optLeaseTime: {0, 0, 0xa8, 0xc0}, optMTU: {5, 0xdc},
+	} {
+		if !bytes.Equal(m.Options[code], want) {
+			t.Errorf("option %d: %x, want %x", code, m.Options[code], want)
+		}
+	}
+	if got := m.DomainSearch().Labels; len(got) != 2 || got[1] != "b.example" {
+		t.Errorf("search %v", got)
+	}
+	// Walk the options: each once, 82 last.
+	seen, last := map[byte]bool{}, byte(0)
+	for i := 240; i < len(b) && b[i] != 255; i += 2 + int(b[i+1]) {
+		if seen[b[i]] {
+			t.Errorf("option %d twice", b[i])
+		}
+		seen[b[i]], last = true, b[i]
+	}
+	if last != optRelayInfo {
+		t.Errorf("last option %d, want 82", last)
+	}
+}
