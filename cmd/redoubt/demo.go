@@ -54,11 +54,21 @@ func labDemo(args []string) error {
 	}
 	say("    redoubt serve is running (pid %d); its log: %s", box.Pid(), box.Log)
 
-	step("Giving the laptop an address on the box's LAN")
-	if err := l.LaptopStatic(ctx); err != nil {
+	step("The laptop asks the box for an address by DHCP (ISC dhclient, as a Linux laptop would)")
+	dc, err := l.StartDHClient(ctx, lab.DHCPOptions{Hostname: "laptop"})
+	if err != nil {
 		return fail(err)
 	}
-	say("    laptop: %s, router %s", lab.LaptopStatic, lab.BoxLAN)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	lease, _, err := dc.WaitLease(wctx, 0)
+	cancel()
+	if err != nil {
+		return fail(err)
+	}
+	say("    laptop: %s, router %v, DNS %v, domain %s, lease %v", lease.Addr, lease.Router, lease.DNS, lease.Domain, lease.Lease)
+	if lease.Captive != "" {
+		say("    and, until setup is done, the setup page as captive portal: %s", lease.Captive)
+	}
 
 	step("The laptop opens the box's page: curl http://%s/", lab.BoxLAN)
 	out, err := l.Exec(ctx, lab.Laptop, "curl", "-sS", "--max-time", "5", "http://"+lab.BoxLAN.String()+"/")
@@ -105,6 +115,7 @@ func labDemo(args []string) error {
 	say("      (try: curl http://%s/   curl https://example.com/   ping %s)", lab.BoxLAN, lab.Tracker)
 	say("    the leak log, live:      sudo %s leaks --follow --socket %s", bin, l.BoxSocket())
 	say("    the box's status:        sudo %s status --socket %s", bin, l.BoxSocket())
+	say("    the laptop's DHCP lease: sudo %s devices --socket %s", bin, l.BoxSocket())
 	say("    dropped frames as pcap:  sudo %s leaks --pcap drops.pcap --socket %s", bin, l.BoxSocket())
 	say("    stop and remove it all:  sudo %s lab down   (or: make demo-down)", bin)
 	fmt.Fprintln(os.Stdout)
