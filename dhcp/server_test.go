@@ -516,3 +516,23 @@ func TestEncode(t *testing.T) {
 		t.Errorf("last option %d, want 82", last)
 	}
 }
+
+// TestPerMACLimit: a client that sends far more than a client in trouble would is
+// answered only up to its limit; others are not affected.
+func TestPerMACLimit(t *testing.T) {
+	r := newRig(t, Config{})
+	chatty := &client{mac: net.HardwareAddr{2, 0, 0, 0, 0, 0x33}}
+	for range 60 {
+		r.send(chatty.msg(dhcpv4.MessageTypeDiscover))
+	}
+	st := r.waitStats(func(s Stats) bool { return s.Received >= 60 })
+	if st.Dropped["rate-limited"] < 30 || st.Offers > perMACBurst+5 {
+		t.Fatalf("60 DISCOVERs from one MAC at once: %d offers, %d rate-limited", st.Offers, st.Dropped["rate-limited"])
+	}
+	for {
+		if _, err := r.recv(100*time.Millisecond, 68); err != nil {
+			break // drain the offers
+		}
+	}
+	r.bind(&client{mac: laptopMAC})
+}
