@@ -287,9 +287,15 @@ func (l *Log) Record(q Query) (fresh bool) {
 		l.entries[k] = n
 		l.insert(n)
 	} else {
-		lst := l.list(n)
-		lst.remove(n)
-		lst.pushFront(n)
+		l.list(n).remove(n)
+		if n.class == Unknown && class != Unknown {
+			// Recognised now (the first query was refused before any plugin
+			// could say): it moves to the classified half.
+			n.class = class
+			l.insert(n)
+		} else {
+			l.list(n).pushFront(n)
+		}
 	}
 	if d.mac != ([6]byte{}) {
 		n.mac = d.mac // the device's latest hardware address, if ever known

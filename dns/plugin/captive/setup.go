@@ -37,7 +37,7 @@ func setup(c *caddy.Controller) error {
 			return plugin.Error("captive", c.Errf("state %q: want pending or done", args[1]))
 		}
 	}
-	if c.NextBlock() || c.Next() {
+	if c.Next() {
 		return plugin.Error("captive", c.Err("captive takes no block and appears once"))
 	}
 	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {

@@ -18,7 +18,7 @@ func init() { plugin.Register("guard", setup) }
 // it refuses and nothing more.
 func setup(c *caddy.Controller) error {
 	c.Next()
-	if c.NextArg() || c.NextBlock() || c.Next() {
+	if c.NextArg() || c.Next() {
 		return plugin.Error("guard", c.Err("guard takes no arguments and appears once"))
 	}
 	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {

@@ -40,16 +40,15 @@ func parse(c *caddy.Controller) (*Zone, error) {
 		names [][]string
 	)
 	c.Next() // the directive
-	if !c.NextArg() {
+	args := c.RemainingArgs()
+	if len(args) != 1 {
 		return nil, c.ArgErr()
 	}
-	cfg.Domain = c.Val()
-	if c.NextArg() {
-		return nil, c.ArgErr()
-	}
+	cfg.Domain = args[0]
 	for c.NextBlock() {
+		prop := c.Val()
 		args := c.RemainingArgs()
-		switch prop := c.Val(); prop {
+		switch prop {
 		case "box":
 			if len(args) != 2 {
 				return nil, c.ArgErr()
@@ -89,6 +88,9 @@ func parse(c *caddy.Controller) (*Zone, error) {
 	}
 	if c.Next() {
 		return nil, c.Err("localnames may appear only once")
+	}
+	if cfg.Box == "" {
+		return nil, c.Err("box: missing; want box NAME ADDRESS/PREFIX in the block")
 	}
 	z, err := New(cfg, nil)
 	if err != nil {

@@ -22,7 +22,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Sources of names. Box names always win; then DHCP leases; then other sources
@@ -36,7 +35,7 @@ const (
 // Bounds on what other rooms may add.
 const (
 	MaxNamesPerSource = 1024
-	MaxAddrsPerName   = 16
+	MaxAddrsPerName   = 32
 	// DefaultTTL is the TTL of local answers.
 	DefaultTTL = 60
 	// NegativeTTL is how long a client may remember that a local name does not
@@ -133,7 +132,7 @@ type Zone struct {
 	cfg     Config
 	leases  map[netip.Addr]string              // DHCP: address → label
 	sources map[string]map[string][]netip.Addr // other sources: source → relative name → addresses
-	serial  uint32
+	serial  uint32                             // the SOA serial: counts the zone's versions
 }
 
 // New returns a Zone with the box's names.
@@ -145,7 +144,6 @@ func New(cfg Config, log *slog.Logger) (*Zone, error) {
 		log:     log,
 		leases:  make(map[netip.Addr]string),
 		sources: make(map[string]map[string][]netip.Addr),
-		serial:  uint32(time.Now().Unix()),
 	}
 	if err := z.Reconfig(cfg); err != nil {
 		return nil, err

@@ -31,30 +31,56 @@ type Plugin struct {
 // Name implements plugin.Handler.
 func (p *Plugin) Name() string { return "querylog" }
 
-// ServeDNS implements plugin.Handler.
+// ServeDNS implements plugin.Handler. The query is recorded as its answer is
+// written — so the log holds it before the client can see the answer — or, when
+// the chain leaves the writing to the server (REFUSED, NOTIMP), once the chain
+// returns.
 func (p *Plugin) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
-	var n ql.Note
-	rc, err := plugin.NextOrFailure(p.Name(), p.Next, ql.NewContext(ctx, &n), w, r)
-	if len(r.Question) == 0 {
-		return rc, err
+	rec := &recorder{ResponseWriter: w, p: p, r: r}
+	rc, err := plugin.NextOrFailure(p.Name(), p.Next, ql.NewContext(ctx, &rec.note), rec, r)
+	if !rec.done {
+		rec.record(rc)
+	}
+	return rc, err
+}
+
+// recorder records its query when the answer is written.
+type recorder struct {
+	dns.ResponseWriter
+	p    *Plugin
+	r    *dns.Msg
+	note ql.Note
+	done bool
+}
+
+func (w *recorder) WriteMsg(m *dns.Msg) error {
+	if !w.done {
+		w.record(m.Rcode)
+	}
+	return w.ResponseWriter.WriteMsg(m)
+}
+
+func (w *recorder) record(rc int) {
+	w.done = true
+	if len(w.r.Question) == 0 {
+		return
 	}
 	q := ql.Query{
 		Client: ClientIP(w.RemoteAddr()),
-		Name:   r.Question[0].Name,
-		Type:   r.Question[0].Qtype,
-		Class:  n.Class(),
+		Name:   w.r.Question[0].Name,
+		Type:   w.r.Question[0].Qtype,
+		Class:  w.note.Class(),
 	}
 	var marked bool
-	if q.Outcome, marked = n.Outcome(); !marked {
+	if q.Outcome, marked = w.note.Outcome(); !marked {
 		q.Outcome = fromRcode(rc)
 	}
-	if p.MACOf != nil && q.Client.IsValid() {
-		q.MAC = p.MACOf(q.Client)
+	if w.p.MACOf != nil && q.Client.IsValid() {
+		q.MAC = w.p.MACOf(q.Client)
 	}
-	if p.Log.Record(q) && p.OnFresh != nil {
-		p.OnFresh(q)
+	if w.p.Log.Record(q) && w.p.OnFresh != nil {
+		w.p.OnFresh(q)
 	}
-	return rc, err
 }
 
 // fromRcode is the outcome of a query no plugin marked.

@@ -24,7 +24,7 @@ func setup(c *caddy.Controller) error {
 	default:
 		return plugin.Error("sinkhole", c.Errf("want nxdomain or refused, got %q", args))
 	}
-	if c.NextBlock() || c.Next() {
+	if c.Next() {
 		return plugin.Error("sinkhole", c.Err("sinkhole takes no block and appears once"))
 	}
 	dnsserver.GetConfig(c).AddPlugin(func(plugin.Handler) plugin.Handler { return p })
