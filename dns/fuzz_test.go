@@ -30,8 +30,10 @@ func (c *captureConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 	c.mu.Unlock()
 	return len(b), nil
 }
-func (c *captureConn) Close() error                     { return nil }
-func (c *captureConn) LocalAddr() net.Addr              { return &net.UDPAddr{IP: net.IPv4(10, 201, 86, 1), Port: 53} }
+func (c *captureConn) Close() error { return nil }
+func (c *captureConn) LocalAddr() net.Addr {
+	return &net.UDPAddr{IP: net.IPv4(10, 201, 86, 1), Port: 53}
+}
 func (c *captureConn) SetDeadline(time.Time) error      { return nil }
 func (c *captureConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *captureConn) SetWriteDeadline(time.Time) error { return nil }
