@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -381,16 +382,30 @@ func (l *Lab) Start(node, name string, argv ...string) (*Proc, error) {
 		return nil, fmt.Errorf("starting %s in %s: %w", name, node, err)
 	}
 	p := &Proc{Name: name, Node: node, Log: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
 	l.mu.Lock()
 	l.procs = append(l.procs, p)
 	l.state.Pids = append(l.state.Pids, cmd.Process.Pid)
 	l.mu.Unlock()
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+		l.forget(cmd.Process.Pid)
+	}()
 	return p, l.saveState()
+}
+
+// forget drops an exited process's pid from the lab's record: once reaped, the pid
+// may be reused by any process on the machine, which removing the lab must not
+// signal.
+func (l *Lab) forget(pid int) {
+	l.mu.Lock()
+	l.state.Pids = slices.DeleteFunc(l.state.Pids, func(p int) bool { return p == pid })
+	down := l.down
+	l.mu.Unlock()
+	if !down {
+		l.saveState()
+	}
 }
 
 // Pid is the process id.
@@ -443,8 +458,8 @@ func (p *Proc) Output() string {
 
 func (l *Lab) saveState() error {
 	l.mu.Lock()
+	defer l.mu.Unlock() // one writer of lab.json.tmp at a time
 	b, err := json.MarshalIndent(l.state, "", "  ")
-	l.mu.Unlock()
 	if err != nil {
 		return err
 	}
