@@ -1,0 +1,363 @@
+package dns_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redoubt/redoubt/lab"
+	"github.com/redoubt/redoubt/lab/labtest"
+)
+
+// The benchmarks compare Redoubt's resolver with dnsmasq doing the same job in the
+// same lab, one after the other on the same veth pair: dnsmasq answers from the
+// kernel with the box's address on the box's LAN port (the netstack is stopped
+// then), Redoubt from `redoubt serve`. Both are authoritative for the same local
+// names and answer NXDOMAIN to everything else, never forwarding; each run checks
+// the two gave the same answers. bench/dns.sh runs them side by side in rounds and
+// prints the comparison.
+//
+// DNS_BENCH_SECONDS sets the length of each dnsperf run (default 2, enough for
+// `make test`, which runs every benchmark once).
+
+// benchSeconds is how long each dnsperf run lasts.
+func benchSeconds() int {
+	if n, err := strconv.Atoi(os.Getenv("DNS_BENCH_SECONDS")); err == nil && n > 0 {
+		return n
+	}
+	return 2
+}
+
+// dnsmasqConf makes dnsmasq answer like the box: its names and their reverse
+// lookups, NXDOMAIN for every other name (local=/#/: every domain is local, none is
+// forwarded), no upstream, no hosts file, no log.
+const dnsmasqConf = `no-resolv
+no-hosts
+no-poll
+no-negcache
+port=53
+listen-address=%[1]s
+bind-interfaces
+domain=home.arpa
+local=/#/
+host-record=redoubt.home.arpa,%[1]s
+host-record=setup.home.arpa,%[1]s
+cache-size=1000
+`
+
+// queryMix is what dnsperf asks: half the box's names (A, AAAA, PTR), half names
+// it stops (A, AAAA, HTTPS for many distinct names, as a laptop's apps do).
+func queryMix(distinct int) string {
+	var lines []string
+	for i := range distinct {
+		lines = append(lines,
+			"redoubt.home.arpa A", "setup.home.arpa A", "redoubt.home.arpa AAAA", "1.86.201.10.in-addr.arpa PTR",
+			fmt.Sprintf("t%d.tracker.example A", i), fmt.Sprintf("telemetry%d.vendor.example AAAA", i),
+			fmt.Sprintf("www.site%d.example A", i), fmt.Sprintf("api%d.example HTTPS", i))
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	r.Shuffle(len(lines), func(i, j int) { lines[i], lines[j] = lines[j], lines[i] })
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// server is one resolver under test, on the box's LAN address.
+type server struct {
+	name  string
+	start func(b *testing.B) (pid int, stop func())
+}
+
+func servers(e *labtest.Env) []server {
+	ctx := context.Background()
+	return []server{
+		{"redoubt", func(b *testing.B) (int, func()) {
+			box, err := e.Lab.StartBox(ctx, e.Lab.BoxConfig(""))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return daemonPid(b, box.Pid(), "redoubt"), func() { box.Stop(10 * time.Second) }
+		}},
+		{"dnsmasq", func(b *testing.B) (int, func()) {
+			// The kernel answers ARP on the port again (the netstack turns that
+			// off) and holds the box's address there while dnsmasq runs.
+			addr := lab.BoxLAN.String()
+			for _, c := range [][]string{
+				{"sysctl", "-qw", "net.ipv4.conf." + lab.BoxLANIface + ".arp_ignore=0"},
+				{"ip", "addr", "add", addr + "/24", "dev", lab.BoxLANIface},
+			} {
+				if _, err := e.Lab.Exec(ctx, lab.Box, c...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			conf := filepath.Join(e.Lab.Dir, "dnsmasq.conf")
+			if err := os.WriteFile(conf, fmt.Appendf(nil, dnsmasqConf, addr), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			p, err := e.Lab.Start(lab.Box, "dnsmasq", "dnsmasq", "--keep-in-foreground", "--conf-file="+conf,
+				"--pid-file=", "--user=root")
+			if err != nil {
+				b.Fatal(err)
+			}
+			waitAnswer(b, e)
+			return daemonPid(b, p.Pid(), "dnsmasq"), func() {
+				p.Stop(5 * time.Second)
+				e.Lab.Exec(ctx, lab.Box, "ip", "addr", "del", addr+"/24", "dev", lab.BoxLANIface)
+			}
+		}},
+	}
+}
+
+// waitAnswer waits until something answers DNS on the box's address.
+func waitAnswer(b *testing.B, e *labtest.Env) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := e.Lab.Exec(context.Background(), lab.Laptop, "dig", "+tries=1", "+time=1", "@"+lab.BoxLAN.String(), "redoubt.home.arpa")
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("nothing answers DNS on %s: %v", lab.BoxLAN, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// perf is what one dnsperf run measured.
+type perf struct {
+	qps       float64
+	sent      int
+	lost      int
+	rcodes    string // "NOERROR 50.00%, NXDOMAIN 50.00%"
+	latencies []time.Duration
+}
+
+// dnsperf runs dnsperf in the laptop for seconds against the box's address.
+// maxQPS > 0 paces it and records every query's latency; otherwise it sends as fast
+// as outstanding queries allow.
+func dnsperf(b *testing.B, e *labtest.Env, file string, seconds, maxQPS, outstanding, clients int) perf {
+	args := []string{"dnsperf", "-s", lab.BoxLAN.String(), "-d", file, "-l", strconv.Itoa(seconds),
+		"-q", strconv.Itoa(outstanding), "-c", strconv.Itoa(clients), "-t", "2"}
+	if maxQPS > 0 {
+		args = append(args, "-Q", strconv.Itoa(maxQPS), "-v")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(seconds+30)*time.Second)
+	defer cancel()
+	out, err := e.Lab.Cmd(ctx, lab.Laptop, args...).Output()
+	if err != nil {
+		b.Fatalf("dnsperf: %v\n%s", err, out)
+	}
+	var p perf
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 3 && f[0] == ">" && maxQPS > 0:
+			// "> NOERROR name type 0.000123" (T for a timeout).
+			if f[1] == "T" || f[1] == "I" {
+				continue
+			}
+			if s, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+				p.latencies = append(p.latencies, time.Duration(s*float64(time.Second)))
+			}
+		case strings.HasPrefix(line, "  Queries per second:"):
+			p.qps, _ = strconv.ParseFloat(f[len(f)-1], 64)
+		case strings.HasPrefix(line, "  Queries sent:"):
+			p.sent, _ = strconv.Atoi(f[len(f)-1])
+		case strings.HasPrefix(line, "  Queries lost:"):
+			p.lost, _ = strconv.Atoi(f[2])
+		case strings.HasPrefix(line, "  Response codes:"):
+			p.rcodes = rcodeShares(strings.TrimSpace(strings.TrimPrefix(line, "  Response codes:")))
+		}
+	}
+	if p.sent == 0 {
+		b.Fatalf("dnsperf sent nothing:\n%s", out)
+	}
+	return p
+}
+
+// rcodeShares keeps the response codes with their shares rounded to whole
+// percents: "NOERROR 123 (50.00%), NXDOMAIN 124 (50.00%)" → "NOERROR 50%, NXDOMAIN 50%".
+func rcodeShares(s string) string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		f := strings.Fields(part)
+		if len(f) != 3 {
+			continue
+		}
+		pct, _ := strconv.ParseFloat(strings.Trim(f[2], "()%"), 64)
+		out = append(out, fmt.Sprintf("%s %.0f%%", f[0], pct))
+	}
+	return strings.Join(out, ", ")
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+// BenchmarkDNSPerf measures, for Redoubt and for dnsmasq: queries per second with
+// 100 queries outstanding (dnsperf's default), and latency p50/p99 at a fixed
+// 10 000 queries per second.
+func BenchmarkDNSPerf(b *testing.B) {
+	e := benchLab(b)
+	file := filepath.Join(e.Lab.Dir, "queries.txt")
+	if err := os.WriteFile(file, []byte(queryMix(2000)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	secs := benchSeconds()
+	var rcodes []string
+	for _, s := range servers(e) {
+		b.Run(s.name, func(b *testing.B) {
+			pid, stop := s.start(b)
+			defer stop()
+			// Warm up: caches, ARP, the query log reaching its size.
+			dnsperf(b, e, file, 1, 0, 100, 1)
+			b.ResetTimer()
+			var qps, lost, cpu float64
+			var lat []time.Duration
+			for range b.N {
+				before := cpuTime(b, pid)
+				p := dnsperf(b, e, file, secs, 0, 100, 1)
+				cpu += float64((cpuTime(b, pid) - before).Microseconds()) / float64(p.sent-p.lost)
+				qps += p.qps
+				lost += float64(p.lost) / float64(p.sent)
+				rcodes = append(rcodes, s.name+": "+p.rcodes)
+				l := dnsperf(b, e, file, secs, 10000, 100, 1)
+				lat = append(lat, l.latencies...)
+			}
+			b.StopTimer()
+			b.ReportMetric(qps/float64(b.N), "qps")
+			b.ReportMetric(cpu/float64(b.N), "cpu-µs/query")
+			b.ReportMetric(100*lost/float64(b.N), "lost-%")
+			b.ReportMetric(float64(percentile(lat, 0.50).Microseconds()), "p50-µs")
+			b.ReportMetric(float64(percentile(lat, 0.99).Microseconds()), "p99-µs")
+		})
+	}
+	// Both must have answered the same mix the same way.
+	var first string
+	for _, r := range rcodes {
+		_, codes, _ := strings.Cut(r, ": ")
+		if first == "" {
+			first = codes
+		} else if codes != first {
+			b.Errorf("the servers answered differently: %q", rcodes)
+			break
+		}
+	}
+}
+
+// BenchmarkDNSFlood floods each resolver for a while — 10 dnsperf clients with
+// 5 000 queries outstanding, over 100 000 distinct names (so the query log churns)
+// — and reports the server's peak resident memory (VmHWM) and the rate it kept up.
+func BenchmarkDNSFlood(b *testing.B) {
+	e := benchLab(b)
+	file := filepath.Join(e.Lab.Dir, "flood.txt")
+	var lines []string
+	for i := range 100000 {
+		lines = append(lines, fmt.Sprintf("n%d.flood%d.example A", i, i%97), fmt.Sprintf("redoubt.home.arpa A"))
+	}
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	secs := 2 * benchSeconds()
+	for _, s := range servers(e) {
+		b.Run(s.name, func(b *testing.B) {
+			pid, stop := s.start(b)
+			defer stop()
+			idle := statusKiB(b, pid, "VmRSS")
+			var qps float64
+			for range b.N {
+				qps += dnsperf(b, e, file, secs, 0, 5000, 10).qps
+			}
+			b.StopTimer()
+			b.ReportMetric(qps/float64(b.N), "qps")
+			b.ReportMetric(float64(idle)/1024, "MiB-idle-rss")
+			b.ReportMetric(float64(statusKiB(b, pid, "VmHWM"))/1024, "MiB-peak-rss")
+		})
+	}
+}
+
+// benchLab is the package's lab with no box running (each server starts its own)
+// and the laptop on its static address.
+func benchLab(b *testing.B) *labtest.Env {
+	e := labtest.SharedLab(b)
+	if e.Box != nil {
+		if done, _ := e.Box.Exited(); !done {
+			if err := e.Box.Stop(10 * time.Second); err != nil {
+				b.Fatalf("stopping the shared box: %v", err)
+			}
+		}
+	}
+	if err := e.Lab.LaptopStatic(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	for _, tool := range []string{"dnsperf", "dnsmasq"} {
+		if _, err := e.Lab.Exec(context.Background(), lab.Laptop, "sh", "-c", "command -v "+tool); err != nil {
+			b.Skipf("%s is not installed (scripts/deps.sh installs it)", tool)
+		}
+	}
+	return e
+}
+
+// daemonPid finds the process named comm started under `ip netns exec` (which
+// execs it, so it is usually the same pid).
+func daemonPid(b *testing.B, pid int, comm string) int {
+	for range 50 {
+		c, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err == nil && strings.TrimSpace(string(c)) == comm {
+			return pid
+		}
+		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		for _, f := range strings.Fields(string(kids)) {
+			if p, err := strconv.Atoi(f); err == nil {
+				if c, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p)); err == nil && strings.TrimSpace(string(c)) == comm {
+					return p
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.Fatalf("no %s process under pid %d", comm, pid)
+	return 0
+}
+
+// cpuTime is the CPU time (user and system) a process has used so far.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The fields after the command name (which may hold spaces) in parentheses.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times: 100 on Linux.
+const clockTicks = 100
+
+// statusKiB reads a field (VmRSS, VmHWM) of /proc/PID/status.
+func statusKiB(b *testing.B, pid int, field string) int {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, field+":") {
+			n, _ := strconv.Atoi(strings.Fields(line)[1])
+			return n
+		}
+	}
+	b.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
