@@ -204,9 +204,11 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(p*float64(len(s))))]
 }
 
-// BenchmarkDNSPerf measures, for Redoubt and for dnsmasq: queries per second with
-// 100 queries outstanding (dnsperf's default), and latency p50/p99 at a fixed
-// 10 000 queries per second.
+// BenchmarkDNSPerf measures, for Redoubt and for dnsmasq in turn within each
+// round (-benchtime Nx runs N rounds): queries per second with 100 queries
+// outstanding (dnsperf's default), the server's CPU time per query, and latency
+// p50/p99 at a fixed 10 000 queries per second. It reports each server's median
+// over the rounds and the ratio of the medians.
 func BenchmarkDNSPerf(b *testing.B) {
 	e := benchLab(b)
 	file := filepath.Join(e.Lab.Dir, "queries.txt")
@@ -214,75 +216,110 @@ func BenchmarkDNSPerf(b *testing.B) {
 		b.Fatal(err)
 	}
 	secs := benchSeconds()
-	var rcodes []string
-	for _, s := range servers(e) {
-		b.Run(s.name, func(b *testing.B) {
+	srvs := servers(e)
+	qps := map[string][]float64{}
+	cpu := map[string][]float64{}
+	lost := map[string][]float64{}
+	lat := map[string][]time.Duration{}
+	rcodes := map[string]string{}
+	for round := range b.N {
+		for _, s := range srvs {
 			pid, stop := s.start(b)
-			defer stop()
 			// Warm up: caches, ARP, the query log reaching its size.
 			dnsperf(b, e, file, 1, 0, 100, 1)
-			b.ResetTimer()
-			var qps, lost, cpu float64
-			var lat []time.Duration
-			for range b.N {
-				before := cpuTime(b, pid)
-				p := dnsperf(b, e, file, secs, 0, 100, 1)
-				cpu += float64((cpuTime(b, pid) - before).Microseconds()) / float64(p.sent-p.lost)
-				qps += p.qps
-				lost += float64(p.lost) / float64(p.sent)
-				rcodes = append(rcodes, s.name+": "+p.rcodes)
-				l := dnsperf(b, e, file, secs, 10000, 100, 1)
-				lat = append(lat, l.latencies...)
+			before := cpuTime(b, pid)
+			p := dnsperf(b, e, file, secs, 0, 100, 1)
+			used := cpuTime(b, pid) - before
+			l := dnsperf(b, e, file, secs, 10000, 100, 1)
+			stop()
+			qps[s.name] = append(qps[s.name], p.qps)
+			cpu[s.name] = append(cpu[s.name], float64(used.Microseconds())/float64(p.sent-p.lost))
+			lost[s.name] = append(lost[s.name], 100*float64(p.lost)/float64(p.sent))
+			lat[s.name] = append(lat[s.name], l.latencies...)
+			b.Logf("round %d %s: %.0f queries/s, %.1f µs CPU/query, %d lost; at 10 000/s p50 %v p99 %v; %s",
+				round+1, s.name, p.qps, cpu[s.name][round], p.lost, percentile(l.latencies, 0.5).Round(time.Microsecond),
+				percentile(l.latencies, 0.99).Round(time.Microsecond), p.rcodes)
+			// Both must have answered the same mix the same way.
+			if prev, ok := rcodes[s.name]; ok && prev != p.rcodes {
+				b.Errorf("%s answered differently between rounds: %q then %q", s.name, prev, p.rcodes)
 			}
-			b.StopTimer()
-			b.ReportMetric(qps/float64(b.N), "qps")
-			b.ReportMetric(cpu/float64(b.N), "cpu-µs/query")
-			b.ReportMetric(100*lost/float64(b.N), "lost-%")
-			b.ReportMetric(float64(percentile(lat, 0.50).Microseconds()), "p50-µs")
-			b.ReportMetric(float64(percentile(lat, 0.99).Microseconds()), "p99-µs")
-		})
-	}
-	// Both must have answered the same mix the same way.
-	var first string
-	for _, r := range rcodes {
-		_, codes, _ := strings.Cut(r, ": ")
-		if first == "" {
-			first = codes
-		} else if codes != first {
-			b.Errorf("the servers answered differently: %q", rcodes)
-			break
+			rcodes[s.name] = p.rcodes
 		}
 	}
+	if rcodes["redoubt"] != rcodes["dnsmasq"] {
+		b.Errorf("the servers answered the mix differently: redoubt %q, dnsmasq %q", rcodes["redoubt"], rcodes["dnsmasq"])
+	}
+	for _, s := range srvs {
+		b.ReportMetric(median(qps[s.name]), s.name+"-qps")
+		b.ReportMetric(median(cpu[s.name]), s.name+"-cpu-µs/query")
+		b.ReportMetric(median(lost[s.name]), s.name+"-lost-%")
+		b.ReportMetric(float64(percentile(lat[s.name], 0.50).Microseconds()), s.name+"-p50-µs")
+		b.ReportMetric(float64(percentile(lat[s.name], 0.99).Microseconds()), s.name+"-p99-µs")
+	}
+	b.ReportMetric(median(qps["redoubt"])/median(qps["dnsmasq"]), "qps-ratio")
 }
 
-// BenchmarkDNSFlood floods each resolver for a while — 10 dnsperf clients with
-// 5 000 queries outstanding, over 100 000 distinct names (so the query log churns)
-// — and reports the server's peak resident memory (VmHWM) and the rate it kept up.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// BenchmarkDNSFlood floods each resolver in turn for four times the run length —
+// 10 dnsperf clients with 5 000 queries outstanding each, over 100 000 distinct
+// names (so the query log churns) — and reports the server's peak resident memory
+// (VmHWM, the most over the rounds), its idle memory before, its RSS halfway
+// through and at the end (equal when memory is bounded), and the rate it kept up
+// (median).
 func BenchmarkDNSFlood(b *testing.B) {
 	e := benchLab(b)
 	file := filepath.Join(e.Lab.Dir, "flood.txt")
 	var lines []string
 	for i := range 100000 {
-		lines = append(lines, fmt.Sprintf("n%d.flood%d.example A", i, i%97), fmt.Sprintf("redoubt.home.arpa A"))
+		lines = append(lines, fmt.Sprintf("n%d.flood%d.example A", i, i%97), "redoubt.home.arpa A")
 	}
 	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	secs := 2 * benchSeconds()
-	for _, s := range servers(e) {
-		b.Run(s.name, func(b *testing.B) {
+	secs := 4 * benchSeconds()
+	srvs := servers(e)
+	qps := map[string][]float64{}
+	idle, half, end, peak := map[string]float64{}, map[string]float64{}, map[string]float64{}, map[string]float64{}
+	for round := range b.N {
+		for _, s := range srvs {
 			pid, stop := s.start(b)
-			defer stop()
-			idle := statusKiB(b, pid, "VmRSS")
-			var qps float64
-			for range b.N {
-				qps += dnsperf(b, e, file, secs, 0, 5000, 10).qps
-			}
-			b.StopTimer()
-			b.ReportMetric(qps/float64(b.N), "qps")
-			b.ReportMetric(float64(idle)/1024, "MiB-idle-rss")
-			b.ReportMetric(float64(statusKiB(b, pid, "VmHWM"))/1024, "MiB-peak-rss")
-		})
+			i := float64(statusKiB(b, pid, "VmRSS")) / 1024
+			mid := make(chan float64, 1)
+			go func() {
+				time.Sleep(time.Duration(secs) * time.Second / 2)
+				mid <- float64(statusKiB(b, pid, "VmRSS")) / 1024
+			}()
+			p := dnsperf(b, e, file, secs, 0, 5000, 10)
+			m := <-mid
+			last := float64(statusKiB(b, pid, "VmRSS")) / 1024
+			hwm := float64(statusKiB(b, pid, "VmHWM")) / 1024
+			stop()
+			qps[s.name] = append(qps[s.name], p.qps)
+			idle[s.name] = max(idle[s.name], i)
+			half[s.name] = max(half[s.name], m)
+			end[s.name] = max(end[s.name], last)
+			peak[s.name] = max(peak[s.name], hwm)
+			b.Logf("round %d %s: %.0f queries/s under a %d s flood (%d of %d lost); RSS idle %.1f MiB, halfway %.1f, end %.1f, peak %.1f",
+				round+1, s.name, p.qps, secs, p.lost, p.sent, i, m, last, hwm)
+		}
+	}
+	for _, s := range srvs {
+		b.ReportMetric(median(qps[s.name]), s.name+"-qps")
+		b.ReportMetric(idle[s.name], s.name+"-idle-MiB")
+		b.ReportMetric(half[s.name], s.name+"-half-MiB")
+		b.ReportMetric(end[s.name], s.name+"-end-MiB")
+		b.ReportMetric(peak[s.name], s.name+"-peak-MiB")
 	}
 }
 
