@@ -181,6 +181,7 @@ func (b *Box) startDNS(cfg Config) error {
 		LAN:          b.lan.Prefix(),
 		SetupPending: func() bool { return b.captiveURL() != "" },
 		Queries:      b.queries,
+		MACOf:        b.lan.NeighborMAC,
 	})
 	if err != nil {
 		return err

@@ -92,6 +92,10 @@ func (l *LAN) pin(addr netip.Addr, mac [6]byte) {
 	l.stack.AddStaticNeighbor(nicID, ipv4.ProtocolNumber, tcpip.AddrFrom4(addr.As4()), tcpip.LinkAddress(mac[:]))
 }
 
+// NeighborMAC returns the hardware address a LAN device last used with addr (zero
+// if the LAN has seen none), for rooms that show devices by it: the DNS query log.
+func (l *LAN) NeighborMAC(addr netip.Addr) [6]byte { return l.macOf(addr) }
+
 // macOf returns the hardware address a LAN device last used with addr.
 func (l *LAN) macOf(addr netip.Addr) [6]byte {
 	l.neigh.mu.Lock()
