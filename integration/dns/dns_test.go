@@ -290,6 +290,7 @@ func TestQueryLog(t *testing.T) {
 	}
 	dig(t, e, "safebrowsing.googleapis.com", "AAAA")
 	dig(t, e, "querylog-check.example")
+	dig(t, e, "redoubt.home.arpa")
 	q, err := e.Box.API.Queries(ctxFor(t, 5*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -316,7 +317,7 @@ func TestQueryLog(t *testing.T) {
 		if got := x.Answer + " " + x.Class; got != want {
 			t.Errorf("%s: %s, want %s", name, got, want)
 		}
-		if x.MAC != "" && !strings.EqualFold(x.MAC, lab.LaptopMAC) {
+		if !strings.EqualFold(x.MAC, lab.LaptopMAC) {
 			t.Errorf("%s: device %s, want the laptop's %s", name, x.MAC, lab.LaptopMAC)
 		}
 	}
@@ -481,6 +482,13 @@ func TestCaptiveAfterSetup(t *testing.T) {
 			t.Errorf("%s during setup: %q, want the box", p, got)
 		}
 	}
+	// The probe's own HTTP request, as macOS makes it, lands on the box, which
+	// sends it to the setup page instead of answering "Success": a portal.
+	out := mustLaptop(t, e, "curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+		"http://captive.apple.com/hotspot-detect.html")
+	if code, loc, _ := strings.Cut(strings.TrimSpace(out), " "); (code != "302" && code != "303" && code != "307") || !strings.HasPrefix(loc, "http://"+box+"/") {
+		t.Errorf("the probe's HTTP request got %q, want a redirect to the box's page", out)
+	}
 	reload := func(cfg string) {
 		t.Helper()
 		if err := os.WriteFile(e.Box.Config, []byte(cfg), 0o600); err != nil {
@@ -511,6 +519,10 @@ func TestCaptiveAfterSetup(t *testing.T) {
 	}
 	if got := answers(dig(t, e, "redoubt.home.arpa")); len(got) != 1 {
 		t.Errorf("the box's name after setup: %q", got)
+	}
+	// The probe now fails to resolve (curl's exit status 6): no portal.
+	if out, err := laptop(t, e, "curl", "-sS", "--max-time", "5", "http://captive.apple.com/hotspot-detect.html"); err == nil || !strings.Contains(err.Error(), "exit status 6") {
+		t.Errorf("the probe after setup: %q %v, want a resolution failure", out, err)
 	}
 	q, err := e.Box.API.Queries(ctxFor(t, 5*time.Second))
 	if err != nil {
