@@ -40,7 +40,8 @@ func List() ([]State, error) {
 	return out, nil
 }
 
-// Find returns the newest recorded lab, for commands like `redoubt lab shell`.
+// Find returns the lab commands like `redoubt lab shell` act on: the newest
+// demo (persistent) lab, else the newest lab.
 func Find() (State, error) {
 	labs, err := List()
 	if err != nil {
@@ -49,13 +50,19 @@ func Find() (State, error) {
 	if len(labs) == 0 {
 		return State{}, errors.New("no lab is running (start one with `make demo` or `redoubt lab up`)")
 	}
-	newest := labs[0]
+	best := labs[0]
 	for _, s := range labs[1:] {
-		if s.Created > newest.Created {
-			newest = s
+		if s.Persistent != best.Persistent {
+			if s.Persistent {
+				best = s
+			}
+			continue
+		}
+		if s.Created > best.Created {
+			best = s
 		}
 	}
-	return newest, nil
+	return best, nil
 }
 
 // Sweep removes labs left behind: those whose owner process is gone and that were
@@ -175,4 +182,10 @@ func alive(pid int) bool {
 	}
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// Attach returns a handle on a running lab another process built (for `redoubt
+// lab forward` and the like); it does not own the lab and never removes it.
+func Attach(s State) *Lab {
+	return &Lab{Prefix: s.Prefix, Dir: filepath.Join(StateRoot, s.Prefix), logf: func(string, ...any) {}, state: s, down: true}
 }

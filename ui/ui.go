@@ -305,10 +305,12 @@ func (u *UI) TLSConfig() *tls.Config {
 	}
 }
 
-// hosts lists the Host values the UI answers to.
+// hosts lists the Host values the UI answers to: the box's address and names,
+// and localhost for a port forwarded on the owner's own machine (no web page can
+// make a browser send "localhost" to the box: such a request never leaves the
+// machine it starts on).
 func (u *UI) hosts() []string {
-	h := append([]string{u.d.Addr().String()}, u.d.Names()...)
-	return h
+	return append([]string{u.d.Addr().String(), "localhost", "127.0.0.1"}, u.d.Names()...)
 }
 
 // allowedHost reports whether a request's Host is the box.

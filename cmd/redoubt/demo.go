@@ -11,6 +11,12 @@ import (
 	"github.com/redoubt/redoubt/lab"
 )
 
+// The demo's owner: shown on screen, so anyone watching can sign in.
+const (
+	demoPassphrase = "orbit lantern cactus violin"
+	demoName       = "demo"
+)
+
 // labDemo builds a persistent lab, shows a newcomer what the box does, and leaves
 // it running.
 func labDemo(args []string) error {
@@ -70,12 +76,25 @@ func labDemo(args []string) error {
 		say("    and, until setup is done, the setup page as captive portal: %s", lease.Captive)
 	}
 
-	step("The laptop opens the box's page: curl http://%s/", lab.BoxLAN)
-	out, err := l.Exec(ctx, lab.Laptop, "curl", "-sS", "--max-time", "5", "http://"+lab.BoxLAN.String()+"/")
+	step("The laptop's browser is sent to the box's setup page")
+	out, err := l.Exec(ctx, lab.Laptop, "curl", "-sSL", "--max-time", "5", "http://"+lab.BoxLAN.String()+"/")
 	if err != nil {
 		return fail(err)
 	}
-	say("    %s", firstMatch(out, "<p class=\"lead\">", "</p>"))
+	say("    curl -L http://%s/ → %q", lab.BoxLAN, firstMatch(out, "<h1>", "</h1>"))
+
+	step("Setting the box up, as its owner would in the browser")
+	code, err := box.API.SetupCode(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	say("    the setup code, as `redoubt setup-code` prints it on the box: %s", code)
+	client := l.HTTPClient(lab.Laptop, nil)
+	base := "http://" + lab.BoxLAN.String()
+	if err := lab.SetUpBox(ctx, client, base, code, demoPassphrase, demoName); err != nil {
+		return fail(err)
+	}
+	say("    passphrase %q, box name %q: done; the box made its own certificate authority", demoPassphrase, demoName)
 
 	step("The laptop tries to reach the tracker: curl https://%s/ (%s)", lab.TrackerName, lab.Tracker)
 	l.ResetIngress(ctx, lab.Internet)
@@ -111,6 +130,10 @@ func labDemo(args []string) error {
 	say("    packets that reached the internet meanwhile: %d", c.All)
 
 	step("The lab is running")
+	say("    the box's pages, from this machine's browser: in another terminal run")
+	say("        sudo %s lab forward", bin)
+	say("      then open https://localhost:8443/ and sign in with %q", demoPassphrase)
+	say("      (the browser warns until you trust the box's CA: http://localhost:8080/ca.crt)")
 	say("    a shell in the laptop:   sudo %s lab shell laptop", bin)
 	say("      (try: curl http://%s/   curl https://example.com/   ping %s)", lab.BoxLAN, lab.Tracker)
 	say("    the leak log, live:      sudo %s leaks --follow --socket %s", bin, l.BoxSocket())

@@ -18,6 +18,7 @@ const labUsage = `Usage: redoubt lab <command>
   up              build the lab, run the box in it, and wait; Ctrl-C removes it all
   demo            build the lab, show the box working, and leave it running
   shell NODE      open a shell in a node of the running lab (laptop, box, internet)
+  forward         open the box's pages to this machine's browser, as the laptop sees them
   down            stop and remove every lab on this machine
   list            list the labs on this machine
 `
@@ -40,6 +41,8 @@ func cmdLab(args []string) error {
 		return labList(args[1:])
 	case "internet":
 		return labInternet(args[1:])
+	case "forward":
+		return labForward(args[1:])
 	case "-h", "--help", "help":
 		fmt.Print(labUsage)
 		return nil
@@ -159,4 +162,30 @@ func labInternet(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return internet.Serve(ctx, internet.Options{Tracker: addr, Log: os.Stdout, Names: []string{*name}})
+}
+
+// labForward carries localhost:8080 and :8443 to the box's ports 80 and 443, as
+// connections from the lab's laptop, until Ctrl-C.
+func labForward(args []string) error {
+	fs := flags("lab forward", "lab forward [--http ADDR] [--https ADDR]")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "where to listen for the box's port 80")
+	httpsAddr := fs.String("https", "127.0.0.1:8443", "where to listen for the box's port 443")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	st, err := lab.Find()
+	if err != nil {
+		return err
+	}
+	l := lab.Attach(st)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fmt.Printf("the box's pages as the laptop of lab %s sees them:\n  http://%s/   https://%s/\nCtrl-C stops.\n", st.Prefix, *httpAddr, *httpsAddr)
+	errc := make(chan error, 2)
+	go func() { errc <- l.Forward(ctx, *httpAddr, lab.Laptop, lab.BoxLAN.String()+":80") }()
+	go func() { errc <- l.Forward(ctx, *httpsAddr, lab.Laptop, lab.BoxLAN.String()+":443") }()
+	if err := <-errc; err != nil {
+		return err
+	}
+	return <-errc
 }
