@@ -15,6 +15,9 @@ func TestExampleParses(t *testing.T) {
 	if cfg.LAN.Interface != "eth1" || cfg.LAN.Address.String() != "10.201.86.1/24" || !cfg.LAN.RevealOn() {
 		t.Errorf("example LAN section: %+v", cfg.LAN)
 	}
+	if cfg.DNS.Domain != "home.arpa" || cfg.DNS.Name != "redoubt" || len(cfg.DNS.Aliases) != 1 || cfg.DNS.QueryLog != 2048 {
+		t.Errorf("example DNS section: %+v", cfg.DNS)
+	}
 }
 
 func TestDefaults(t *testing.T) {
@@ -49,6 +52,10 @@ func TestBadConfig(t *testing.T) {
 		{"log level", "[lan]\ninterface = \"eth1\"\n[log]\nlevel = \"loud\"\n", []string{"log.level", "loud", "debug, info, warn or error"}},
 		{"log format", "[lan]\ninterface = \"eth1\"\n[log]\nformat = \"xml\"\n", []string{"log.format", "xml", "text or json"}},
 		{"not toml", "this is not a config file", []string{"line 1"}},
+		{"dns .local", "[lan]\ninterface = \"eth1\"\n[dns]\ndomain = \"local\"\n", []string{"dns.domain", `"local"`, "home.arpa"}},
+		{"dns name", "[lan]\ninterface = \"eth1\"\n[dns]\nname = \"my box\"\n", []string{"dns.name", `"my box"`, "one label"}},
+		{"dns alias", "[lan]\ninterface = \"eth1\"\n[dns]\naliases = [\"ok\", \"no_way\"]\n", []string{"dns.aliases", `"no_way"`}},
+		{"dns query log", "[lan]\ninterface = \"eth1\"\n[dns]\nquery_log = 5\n", []string{"dns.query_log", "5", "64 to 65536"}},
 	}
 	for _, tt := range tests {
 		_, err := ParseConfig(tt.text)
