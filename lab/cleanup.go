@@ -68,7 +68,13 @@ func Find() (State, error) {
 // Sweep removes labs left behind: those whose owner process is gone and that were
 // not started to persist, or every lab when all is true. Namespaces that look like
 // a lab's but have no record are removed too when their prefix has no live lab.
-func Sweep(all bool, logf func(string, ...any)) error {
+func Sweep(all bool, logf func(string, ...any)) error { return sweep(all, false, logf) }
+
+// Down removes the demo's labs (those started to persist) and whatever crashed
+// runs left, but not a lab another process is still using (a test run).
+func Down(logf func(string, ...any)) error { return sweep(false, true, logf) }
+
+func sweep(all, persistent bool, logf func(string, ...any)) error {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
@@ -79,7 +85,7 @@ func Sweep(all bool, logf func(string, ...any)) error {
 	live := map[string]bool{}
 	var errs []error
 	for _, s := range labs {
-		if !all && (s.Persistent || alive(s.Owner)) {
+		if !all && !(persistent && s.Persistent) && (s.Persistent || alive(s.Owner)) {
 			live[s.Prefix] = true
 			continue
 		}

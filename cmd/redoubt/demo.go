@@ -32,7 +32,7 @@ func labDemo(args []string) error {
 		return err
 	}
 	// One demo at a time: remove labs from earlier demos first.
-	if err := lab.Sweep(true, nil); err != nil {
+	if err := lab.Down(nil); err != nil {
 		return err
 	}
 	ctx := context.Background()

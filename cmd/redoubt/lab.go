@@ -19,7 +19,7 @@ const labUsage = `Usage: redoubt lab <command>
   demo            build the lab, show the box working, and leave it running
   shell NODE      open a shell in a node of the running lab (laptop, box, internet)
   forward         open the box's pages to this machine's browser, as the laptop sees them
-  down            stop and remove every lab on this machine
+  down            stop and remove the demo's lab and any a crashed run left (--all: every lab)
   list            list the labs on this machine
 `
 
@@ -122,14 +122,18 @@ func labShell(args []string) error {
 }
 
 func labDown(args []string) error {
-	fs := flags("lab down", "lab down")
+	fs := flags("lab down", "lab down [--all]")
+	all := fs.Bool("all", false, "also remove labs that running tests are using")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := lab.Supported(); err != nil {
 		return err
 	}
-	return lab.Sweep(true, labLogf)
+	if *all {
+		return lab.Sweep(true, labLogf)
+	}
+	return lab.Down(labLogf)
 }
 
 func labList(args []string) error {
