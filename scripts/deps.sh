@@ -16,6 +16,8 @@ packages=(
   iproute2 nftables tcpdump iputils-ping procps
   # the laptop's programs
   isc-dhcp-client busybox dnsutils curl ncat
+  # the laptop's browser (lab/browser): headless Chromium, certutil for trusting the box's CA
+  chromium libnss3-tools
   # benchmarks: the same job done by the usual tools, side by side
   kea-admin dnsperf dnsmasq-base
 )
