@@ -35,6 +35,8 @@ type Config struct {
 	State StateConfig `toml:"state"`
 	Log   LogConfig   `toml:"log"`
 	API   APIConfig   `toml:"api"`
+
+	dev Options // from the command line, not the file
 }
 
 // SetupConfig records whether the owner has finished setting the box up. Until

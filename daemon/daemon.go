@@ -39,13 +39,21 @@ func NewLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// Options are how `redoubt serve` was started, beyond the config file.
+type Options struct {
+	// UIDir serves the owner's pages from this directory instead of the
+	// embedded copy, re-read on every request: for working on the pages.
+	UIDir string
+}
+
 // Serve runs the box from the config file at path until SIGTERM or SIGINT. SIGHUP
 // re-reads the file and applies what can change while running.
-func Serve(path string) error {
+func Serve(path string, opts Options) error {
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		return err
 	}
+	cfg.dev = opts
 	log := NewLogger(cfg.Log, os.Stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -55,7 +56,13 @@ func (b *Box) openOwner(cfg Config) error {
 // redirect and the CA certificate) and port 443 (everything, once setup made the
 // box's certificate).
 func (b *Box) startUI(cfg Config) error {
+	var assets fs.FS
+	if cfg.dev.UIDir != "" {
+		assets = os.DirFS(cfg.dev.UIDir)
+		b.log.Warn("serving the owner's pages from disk", "dir", cfg.dev.UIDir)
+	}
 	u, err := ui.New(ui.Deps{
+		Assets:   assets,
 		Logger:   b.log.With("room", "ui"),
 		Version:  version.Get().Version,
 		Setup:    b.setup,

@@ -161,7 +161,15 @@ type view struct {
 }
 
 func (u *UI) render(w http.ResponseWriter, r *http.Request, status int, page string, v view) {
-	t := u.pages[page]
+	pages := u.pages
+	if u.dev {
+		var err error
+		if pages, err = u.parsePages(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
+	t := pages[page]
 	if t == nil {
 		http.Error(w, "missing page "+page, http.StatusInternalServerError)
 		return

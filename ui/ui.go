@@ -188,6 +188,7 @@ type UI struct {
 	sess  *sessions
 	pages map[string]*template.Template
 	files fs.FS
+	dev   bool // assets from disk: re-read templates on every page
 
 	mu        sync.Mutex
 	setupCSRF string
@@ -215,10 +216,12 @@ func New(d Deps) (*UI, error) {
 	if files == nil {
 		files = Assets()
 	}
-	u := &UI{d: d, sess: newSessions(d.Now), files: files}
-	if err := u.parsePages(); err != nil {
+	u := &UI{d: d, sess: newSessions(d.Now), files: files, dev: d.Assets != nil}
+	pages, err := u.parsePages()
+	if err != nil {
 		return nil, err
 	}
+	u.pages = pages
 	if c, err := u.serverFiles().Load(); err == nil {
 		u.cert = c
 	}
@@ -252,20 +255,20 @@ func ago(t time.Time) string {
 }
 
 // parsePages builds each page from the layout and its own template.
-func (u *UI) parsePages() error {
+func (u *UI) parsePages() (map[string]*template.Template, error) {
 	names, err := fs.Glob(u.files, "pages/*.html")
 	if err != nil || len(names) == 0 {
-		return fmt.Errorf("ui: no page templates (%v)", err)
+		return nil, fmt.Errorf("ui: no page templates (%v)", err)
 	}
-	u.pages = make(map[string]*template.Template)
+	pages := make(map[string]*template.Template)
 	for _, n := range names {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(u.files, "layout.html", n)
 		if err != nil {
-			return fmt.Errorf("ui: parsing %s: %w", n, err)
+			return nil, fmt.Errorf("ui: parsing %s: %w", n, err)
 		}
-		u.pages[strings.TrimSuffix(filepathBase(n), ".html")] = t
+		pages[strings.TrimSuffix(filepathBase(n), ".html")] = t
 	}
-	return nil
+	return pages, nil
 }
 
 func filepathBase(p string) string {

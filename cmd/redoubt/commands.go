@@ -96,6 +96,7 @@ func cmdServe(args []string) error {
 	fs := flags("serve", "serve [--config FILE]")
 	cfg := fs.String("config", daemon.DefaultConfig, "the config file (see daemon/redoubt.example.toml)")
 	example := fs.Bool("example-config", false, "print a documented example config file and exit")
+	uiDir := fs.String("ui-dir", "", "serve the owner's pages from this `directory` (ui/assets), re-read on every request, instead of the embedded copy")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func cmdServe(args []string) error {
 		fmt.Print(daemon.Example)
 		return nil
 	}
-	return daemon.Serve(*cfg)
+	return daemon.Serve(*cfg, daemon.Options{UIDir: *uiDir})
 }
 
 func cmdVersion(args []string) error {
