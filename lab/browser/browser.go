@@ -87,7 +87,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/redoubt/redoubt/lab"
@@ -623,27 +622,6 @@ func trustCAs(ctx context.Context, home string, pemData []byte) error {
 		if err := certutil("-A", "-n", fmt.Sprintf("redoubt-lab-ca-%d", i), "-t", "C,,", "-i", f); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// Cookies returns the browser's cookies for urls (default: the current page's).
-func (b *Browser) Cookies(urls ...string) ([]*network.Cookie, error) {
-	ctx, cancel := b.actx()
-	defer cancel()
-	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: urls})
-	if err != nil {
-		return nil, fmt.Errorf("reading cookies: %w", err)
-	}
-	return res.Cookies, nil
-}
-
-// SetCookie sets a cookie, as a page or another site would have.
-func (b *Browser) SetCookie(p network.SetCookieParams) error {
-	ctx, cancel := b.actx()
-	defer cancel()
-	if _, err := chromedp.Call(ctx, network.SetCookie, p); err != nil {
-		return fmt.Errorf("setting cookie %s: %w", p.Name, err)
 	}
 	return nil
 }

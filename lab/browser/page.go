@@ -267,6 +267,27 @@ func (b *Browser) Viewport(width, height int, mobile bool) error {
 	return nil
 }
 
+// Cookies returns the browser's cookies for urls (default: the current page's).
+func (b *Browser) Cookies(urls ...string) ([]*network.Cookie, error) {
+	ctx, cancel := b.actx()
+	defer cancel()
+	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: urls})
+	if err != nil {
+		return nil, fmt.Errorf("reading cookies: %w", err)
+	}
+	return res.Cookies, nil
+}
+
+// SetCookie sets a cookie, as a page or another site would have.
+func (b *Browser) SetCookie(p network.SetCookieParams) error {
+	ctx, cancel := b.actx()
+	defer cancel()
+	if _, err := chromedp.Call(ctx, network.SetCookie, p); err != nil {
+		return fmt.Errorf("setting cookie %s: %w", p.Name, err)
+	}
+	return nil
+}
+
 // Screenshot saves a full-page PNG of the tab as <Artifacts>/<step>.png and
 // returns its path. An empty step is numbered.
 func (b *Browser) Screenshot(step string) (string, error) {
