@@ -168,6 +168,17 @@ func killNamespace(ns string) {
 		}
 		return ps
 	}
+	self := os.Getpid()
+	pids0 := pids
+	pids = func() []int { // never ourselves, whatever thread of ours is where
+		var out []int
+		for _, p := range pids0() {
+			if p != self {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
 	ps := pids()
 	for _, p := range ps {
 		syscall.Kill(p, syscall.SIGTERM)

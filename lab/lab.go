@@ -336,20 +336,32 @@ func (l *Lab) Exec(ctx context.Context, node string, argv ...string) (string, er
 func (l *Lab) Do(node string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// The thread is never unlocked: it ends with the goroutine, so no other
-		// goroutine runs in the wrong namespace.
 		runtime.LockOSThread()
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			errc <- err
+			return // the thread stays locked and ends with the goroutine
+		}
+		defer home.Close()
 		f, err := os.Open(filepath.Join("/run/netns", l.NS(node)))
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
 		defer f.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("entering %s: %w", node, err)
 			return
 		}
 		errc <- fn()
+		// Back home before the thread serves other goroutines. Should that
+		// fail, the thread stays locked and ends with this goroutine — unless
+		// it is the main thread, which Go keeps: hence going home first.
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
 	}()
 	return <-errc
 }
