@@ -1,0 +1,105 @@
+package tunnel
+
+import (
+	"net"
+
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
+func buildPacket(t testing.TB, v6 bool, l4 string) []byte {
+	t.Helper()
+	var ip gopacket.NetworkLayer
+	var ipl gopacket.SerializableLayer
+	if v6 {
+		next := map[string]layers.IPProtocol{"tcp": layers.IPProtocolTCP, "udp": layers.IPProtocolUDP, "icmp": layers.IPProtocolICMPv6}[l4]
+		l := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: next, SrcIP: net.ParseIP("fd00::1"), DstIP: net.ParseIP("fd00::2")}
+		ip, ipl = l, l
+	} else {
+		proto := map[string]layers.IPProtocol{"tcp": layers.IPProtocolTCP, "udp": layers.IPProtocolUDP, "icmp": layers.IPProtocolICMPv4}[l4]
+		l := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: proto, SrcIP: net.IP{10, 66, 0, 1}, DstIP: net.IP{10, 66, 0, 2}}
+		ip, ipl = l, l
+	}
+	payload := gopacket.Payload("some payload bytes")
+	var l4l gopacket.SerializableLayer
+	switch l4 {
+	case "tcp":
+		tcp := &layers.TCP{SrcPort: 80, DstPort: 40000, ACK: true, Window: 1000, Seq: 7}
+		tcp.SetNetworkLayerForChecksum(ip)
+		l4l = tcp
+	case "udp":
+		udp := &layers.UDP{SrcPort: 53, DstPort: 40000}
+		udp.SetNetworkLayerForChecksum(ip)
+		l4l = udp
+	case "icmp":
+		if v6 {
+			icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeEchoReply, 0)}
+			icmp.SetNetworkLayerForChecksum(ip)
+			l4l = icmp
+		} else {
+			l4l = &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoReply, 0)}
+		}
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ipl, l4l, payload); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestChecksumsOK(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		for _, l4 := range []string{"tcp", "udp", "icmp"} {
+			p := buildPacket(t, v6, l4)
+			if !checksumsOK(p) {
+				t.Errorf("v6=%v %s: a good packet was refused", v6, l4)
+			}
+			bad := append([]byte(nil), p...)
+			bad[len(bad)-1] ^= 0x40 // a payload bit flipped on the way to the VPN server
+			if checksumsOK(bad) {
+				t.Errorf("v6=%v %s: a damaged packet passed", v6, l4)
+			}
+			if checksumsOK(p[:len(p)/2]) {
+				t.Errorf("v6=%v %s: a truncated packet passed", v6, l4)
+			}
+		}
+	}
+	p := buildPacket(t, false, "tcp")
+	p[8]-- // TTL changed without fixing the header checksum
+	if checksumsOK(p) {
+		t.Error("a bad IPv4 header checksum passed")
+	}
+	for _, junk := range [][]byte{nil, {0x45}, {0x60, 0, 0}, {0x10, 1, 2, 3}, make([]byte, 40)} {
+		if checksumsOK(junk) {
+			t.Errorf("junk %x passed", junk)
+		}
+	}
+}
+
+func FuzzChecksumsOK(f *testing.F) {
+	f.Add(buildPacket(f, false, "tcp"))
+	f.Add(buildPacket(f, true, "udp"))
+	f.Add(buildPacket(f, false, "icmp"))
+	f.Fuzz(func(t *testing.T, p []byte) { checksumsOK(p) })
+}
+
+func checksumsOKIPHeader(p []byte) bool { return checksum.Checksum(p[:20], 0) == 0xffff }
+
+func BenchmarkChecksumsOK(b *testing.B) {
+	p := buildPacket(b, false, "tcp")
+	p = append(p, make([]byte, 1380)...) // a full-sized segment (checksum now wrong; the work is the same)
+	p[2], p[3] = byte(len(p)>>8), byte(len(p))
+	p[10], p[11] = 0, 0
+	sum := ^checksum.Checksum(p[:20], 0)
+	p[10], p[11] = byte(sum>>8), byte(sum)
+	if !checksumsOKIPHeader(p) {
+		b.Fatal("the benchmark packet's IP header is wrong")
+	}
+	b.SetBytes(int64(len(p)))
+	for range b.N {
+		checksumsOK(p)
+	}
+}
