@@ -38,7 +38,8 @@ type Neighbors interface {
 
 // HostNames receives the names devices give themselves (option 12), each reduced
 // to a single DNS label; an empty name removes addr's. The DNS room implements it
-// so a laptop's name resolves. Calls come from one goroutine and must not block.
+// so a laptop's name resolves. Calls never overlap and must not block; a name is
+// published before the ACK that grants its address is sent.
 type HostNames interface {
 	SetHost(addr netip.Addr, name string)
 }
