@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -573,5 +574,16 @@ func TestCloseStopsEverything(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines left (had %d):\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// TestNoGlobalFlags: embedding CoreDNS must not put its command-line flags on the
+// process's flag set (coremain does; Redoubt never imports it), or they would show
+// up for users.
+func TestNoGlobalFlags(t *testing.T) {
+	for _, name := range []string{"conf", "dns.port", "p", "pidfile", "plugins", "version", "quiet"} {
+		if flag.Lookup(name) != nil {
+			t.Errorf("the flag -%s is registered on the global flag set", name)
+		}
 	}
 }
