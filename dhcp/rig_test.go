@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -99,6 +100,7 @@ type rig struct {
 
 func newRig(t testing.TB, cfg Config) *rig {
 	t.Helper()
+	goroutines := runtime.NumGoroutine()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -120,8 +122,22 @@ func newRig(t testing.TB, cfg Config) *rig {
 		l.Close()
 		unix.Close(fds[0])
 		unix.Close(fds[1])
+		checkGoroutines(t, goroutines)
 	})
 	return r
+}
+
+// checkGoroutines fails t if more goroutines run than before it started, a
+// moment after everything it started was closed.
+func checkGoroutines(t testing.TB, before int) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); runtime.NumGoroutine() > before; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Errorf("%d goroutines left running (%d before):\n%s", runtime.NumGoroutine()-before, before, buf[:runtime.Stack(buf, true)])
+			return
+		}
+	}
 }
 
 // start runs a DHCP server on the LAN, as the daemon does.
