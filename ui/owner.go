@@ -35,6 +35,9 @@ type dashView struct {
 	Category []talker
 }
 
+// quiet are the categories the dashboard leaves to the full list.
+var quiet = map[string]bool{"ipv6-link": true, "arp": true}
+
 // talker is a row of a top-N table.
 type talker struct {
 	Label string
@@ -47,6 +50,10 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request, s *session) {
 	st := u.d.Box.Status()
 	stopped := u.d.Box.Stopped()
 	v := dashView{Status: st, Uptime: time.Since(st.Started).Round(time.Second).String(), Devices: u.d.Box.Devices()}
+	// Link chatter (IPv6 neighbour discovery, ARP) is how any computer behaves on
+	// a wire, not something trying to reach out: the full list keeps it, the
+	// dashboard does not lead with it.
+	stopped = slices.DeleteFunc(stopped, func(e Stopped) bool { return quiet[e.Category] })
 	byDevice, byName, byCat := map[string]uint64{}, map[string]uint64{}, map[string]uint64{}
 	for _, e := range stopped {
 		v.Total += e.Count

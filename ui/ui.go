@@ -243,7 +243,16 @@ func ago(t time.Time) string {
 	d := time.Since(t)
 	switch {
 	case d < 0:
-		return "in " + (-d).Round(time.Minute).String()
+		d = -d
+		switch {
+		case d < time.Minute:
+			return "in under a minute"
+		case d < time.Hour:
+			return fmt.Sprintf("in %d min", int(d.Minutes()))
+		case d < 48*time.Hour:
+			return fmt.Sprintf("in %d h", int(d.Hours()))
+		}
+		return fmt.Sprintf("in %d days", int(d.Hours()/24))
 	case d < time.Minute:
 		return "just now"
 	case d < time.Hour:

@@ -20,6 +20,7 @@ import (
 	"github.com/redoubt/redoubt/datapath/link"
 	"github.com/redoubt/redoubt/dhcp"
 	"github.com/redoubt/redoubt/dns/querylog"
+	"github.com/redoubt/redoubt/vpn/external"
 )
 
 // Status is the box at a glance.
@@ -30,6 +31,8 @@ type Status struct {
 	LAN     LANStatus  `json:"lan"`
 	DNS     DNSStatus  `json:"dns"`
 	DHCP    dhcp.Stats `json:"dhcp"`
+	// VPN is the external VPN's health.
+	VPN *external.Status `json:"vpn,omitempty"`
 }
 
 // DNSStatus describes the resolver.
@@ -82,7 +85,9 @@ type Deps struct {
 	Queries *querylog.Log
 	Devices func() Devices
 	// Owner locks, unlocks and reports on what the box keeps for its owner.
-	Owner  Owner
+	Owner Owner
+	// VPN reports on and configures the external VPN (GET/PUT/DELETE /v1/vpn).
+	VPN    VPN
 	Logger *slog.Logger
 }
 
@@ -121,6 +126,7 @@ func Handler(d Deps) http.Handler {
 	if d.Owner != nil {
 		ownerRoutes(mux, d.Owner)
 	}
+	vpnRoutes(mux, d.VPN)
 	mux.HandleFunc("GET /v1/leaks.pcap", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
 		w.Header().Set("Content-Disposition", `attachment; filename="redoubt-drops.pcap"`)

@@ -46,6 +46,7 @@ function liveFeed(tbody) {
   const es = new EventSource("/events");
   es.addEventListener("stopped", (m) => {
     const e = JSON.parse(m.data);
+    if (e.category === "ipv6-link" || e.category === "arp") return; // link chatter: on the full list only
     const empty = tbody.querySelector("tr.empty");
     if (empty) empty.remove();
     let tr = rows.get(key(e));
