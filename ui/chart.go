@@ -36,8 +36,8 @@ func renderChart(snap timeseries.Snapshot, window time.Duration) string {
 	plotW, plotH := float64(width-left-right), float64(height-top-bottom)
 	// Only categories that occurred get a colour and a legend row.
 	var used []int
-	for c := range snap.Categories {
-		if snap.Total(c) > 0 {
+	for c, name := range snap.Categories {
+		if snap.Total(c) > 0 && !quiet[name] {
 			used = append(used, c)
 		}
 	}
