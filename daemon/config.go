@@ -19,6 +19,8 @@ import (
 	"github.com/redoubt/redoubt/dhcp"
 	"github.com/redoubt/redoubt/dns"
 	"github.com/redoubt/redoubt/ui/setup"
+	"github.com/redoubt/redoubt/vpn/external"
+	"github.com/redoubt/redoubt/vpn/wan"
 )
 
 // Example is the documented example config file.
@@ -35,6 +37,10 @@ type Config struct {
 	State StateConfig `toml:"state"`
 	Log   LogConfig   `toml:"log"`
 	API   APIConfig   `toml:"api"`
+	// WAN is the port toward the network the box is on; VPN the external VPN
+	// every connection of the box's own leaves through.
+	WAN wan.Config      `toml:"wan"`
+	VPN external.Config `toml:"vpn"`
 
 	dev Options // from the command line, not the file
 }
@@ -106,6 +112,7 @@ func (c Config) WithDefaults() Config {
 	if c.API.Socket == "" {
 		c.API.Socket = DefaultSocket
 	}
+	c.WAN = c.WAN.WithDefaults()
 	return c
 }
 
@@ -118,6 +125,15 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.DHCP.Validate(c.LAN.Address); err != nil {
+		return err
+	}
+	if err := c.WAN.Validate(); err != nil {
+		return err
+	}
+	if c.WAN.Interface != "" && c.WAN.Interface == c.LAN.Interface {
+		return fmt.Errorf("wan.interface %q is also lan.interface: the WAN and LAN ports must be two interfaces", c.WAN.Interface)
+	}
+	if err := c.VPN.Validate(); err != nil {
 		return err
 	}
 	if !filepath.IsAbs(c.State.Dir) {
@@ -221,9 +237,12 @@ var lastKey = regexp.MustCompile(`last key "([^"]+)"`)
 // accepted says, for settings whose type the file parser checks, what a value
 // must look like.
 var accepted = map[string]string{
-	"lan.address": "an IPv4 address with prefix length, such as 10.201.86.1/24",
-	"lan.reveal":  "true or false",
-	"setup.done":  "true or false",
+	"lan.address":  "an IPv4 address with prefix length, such as 10.201.86.1/24",
+	"lan.reveal":   "true or false",
+	"setup.done":   "true or false",
+	"wan.address":  "an IPv4 address with prefix length, such as 192.168.1.2/24",
+	"wan.gateway":  "an IPv4 address, such as 192.168.1.1",
+	"wan.firewall": "true or false",
 }
 
 // knownKeys lists the settings the example file documents.

@@ -24,6 +24,7 @@ import (
 	"github.com/redoubt/redoubt/ui/localapi"
 	"github.com/redoubt/redoubt/ui/setup"
 	"github.com/redoubt/redoubt/vault"
+	"github.com/redoubt/redoubt/vpn/external"
 )
 
 // NewLogger returns the daemon's logger, writing to w as the config says.
@@ -121,6 +122,7 @@ type Box struct {
 	setup   *setup.Setup
 	vault   *vault.Vault
 	ui      *ui.UI
+	vpn     *external.VPN
 	errc    chan error
 	restart chan struct{}
 }
@@ -148,6 +150,10 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 		b.Close()
 		return nil, err
 	}
+	if err := b.startVPN(cfg); err != nil {
+		b.Close()
+		return nil, err
+	}
 	if err := b.startDNS(cfg); err != nil {
 		b.Close()
 		return nil, err
@@ -171,7 +177,7 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 	}
 	apiLog := log.With("room", "api")
 	b.api = &http.Server{
-		Handler:           localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Queries: b.queries, Devices: b.devices, Owner: (*consoleOwner)(b), Logger: apiLog}),
+		Handler:           localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Queries: b.queries, Devices: b.devices, Owner: (*consoleOwner)(b), VPN: b.vpnAPI(), Logger: apiLog}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	b.serve("api", b.api, apiLn)
@@ -286,6 +292,9 @@ func (b *Box) Reconfig(cfg Config) error {
 	if err := b.dhcp.Reconfig(cfg.DHCP); err != nil {
 		return err
 	}
+	if err := b.reconfigVPN(old, cfg); err != nil {
+		return err
+	}
 	b.mu.Lock()
 	b.cfg = cfg
 	b.mu.Unlock()
@@ -333,6 +342,7 @@ func (b *Box) status() localapi.Status {
 		},
 		DNS:  b.dnsStatus(),
 		DHCP: b.dhcpStats(),
+		VPN:  b.vpnStatus(),
 	}
 }
 
@@ -361,6 +371,9 @@ func (b *Box) Close() error {
 				srv.Close()
 			}
 		}
+	}
+	if b.vpn != nil {
+		b.vpn.Close()
 	}
 	if b.vault != nil {
 		b.vault.Close()

@@ -71,6 +71,7 @@ func (b *Box) startUI(cfg Config) error {
 		StateDir: cfg.State.Dir,
 		Addr:     b.lan.Addr,
 		Names:    b.uiNames,
+		Steps:    b.uiSteps(),
 	})
 	if err != nil {
 		return err
@@ -122,9 +123,9 @@ func (o *ownerBox) Status() ui.Status {
 		Started: b.started,
 		BoxName: b.setup.BoxName(),
 		LAN:     ui.ServiceState{State: "up", Detail: fmt.Sprintf("%s, box at %s", cfg.LAN.Interface, b.lan.Addr())},
-		VPN:     ui.ServiceState{State: "not configured", Detail: "The box's own traffic does not leave it yet."},
 		Mesh:    ui.ServiceState{State: "not configured", Detail: "No team yet."},
 	}
+	st.WAN, st.VPN = b.vpnServiceStates()
 	if n := len(b.dhcpLeases()); n > 0 {
 		st.LAN.Detail += fmt.Sprintf(", %d device(s)", n)
 	}
@@ -412,7 +413,13 @@ func (o *ownerBox) FactoryReset() error {
 	return errors.Join(errs...)
 }
 
-func (o *ownerBox) Unlocked()  { o.box().log.Info("vault unlocked") }
+func (o *ownerBox) Unlocked() {
+	b := o.box()
+	b.log.Info("vault unlocked")
+	if b.vpn != nil {
+		b.vpn.Unlocked() // a VPN config kept in the vault can now be read
+	}
+}
 func (o *ownerBox) Locked()    { o.box().log.Info("vault locked") }
 func (o *ownerBox) SetupDone() { b := o.box(); b.setBoxName(b.setup.BoxName()) }
 

@@ -31,6 +31,7 @@ The box:
   leaks     what the box stopped the laptop from sending (--follow, --pcap FILE)
   queries   the names the LAN's devices looked up, and how the box answered (--follow)
   devices   the LAN's devices and their DHCP leases
+  vpn       the external VPN: status, set FILE, clear, fetch URL
   setup-code  print the code the setup page asks for
   unlock    unlock the box (the passphrase from the terminal or standard input)
   lock      lock the box: sign everyone out, keep nothing readable
@@ -62,6 +63,7 @@ func commands() map[string]command {
 		"setup-code": {cmdSetupCode, "print the setup code"},
 		"unlock":     {cmdUnlock, "unlock the box"},
 		"lock":       {cmdLock, "lock the box"},
+		"vpn":        {cmdVPN, "the external VPN"},
 	}
 }
 
@@ -155,6 +157,13 @@ func cmdStatus(args []string) error {
 		st.DNS.Names, st.DNS.Queries, st.DNS.Stopped, st.DNS.Malformed, st.DNS.Dropped)
 	fmt.Fprintf(w, "DHCP\t%d leases bound; pool %d free of %d; %d ACKs, %d NAKs, %d malformed, %d exhausted\n",
 		st.DHCP.ActiveLeases, st.DHCP.PoolFree, st.DHCP.PoolSize, st.DHCP.Acks, st.DHCP.Naks, st.DHCP.Malformed, st.DHCP.PoolExhausted)
+	if v := st.VPN; v != nil {
+		line := v.State
+		if v.Reason != "" {
+			line += ": " + v.Reason
+		}
+		fmt.Fprintf(w, "VPN\t%s\n", line)
+	}
 	return w.Flush()
 }
 

@@ -264,7 +264,30 @@ func (v *VPN) Close() {
 
 // FromFile reports whether the configuration comes from the daemon's config file
 // (so the API may not change it).
-func (v *VPN) FromFile() bool { return v.cfg.ConfigFile != "" || v.cfg.Config != "" }
+func (v *VPN) FromFile() bool {
+	c := v.config()
+	return c.ConfigFile != "" || c.Config != ""
+}
+
+// config is the [vpn] section in force.
+func (v *VPN) config() Config {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.cfg
+}
+
+// Reconfig applies a reloaded [vpn] section. The configuration is read again (a
+// config file may have changed); the tunnel is replaced only if it differs.
+func (v *VPN) Reconfig(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	v.cfg = cfg
+	v.mu.Unlock()
+	v.load()
+	return nil
+}
 
 // ErrFromFile is returned by Set and Clear when the config file configures the VPN.
 var ErrFromFile = errors.New("the VPN is configured in the box's config file ([vpn] config_file or config); change it there")
@@ -320,24 +343,26 @@ func (v *VPN) Unlocked() {
 	}
 }
 
-// load reads the configuration from the config file or the vault and uses it.
+// load reads the configuration from the config file or the vault and uses it,
+// unless the tunnel already runs with the same.
 func (v *VPN) load() {
 	var text []byte
 	var source string
+	cfg := v.config()
 	switch {
-	case v.cfg.ConfigFile != "":
-		b, err := readConfigFile(v.cfg.ConfigFile)
+	case cfg.ConfigFile != "":
+		b, err := readConfigFile(cfg.ConfigFile)
 		if err != nil {
-			v.setConfigError(fmt.Sprintf("vpn.config_file %s: %v", v.cfg.ConfigFile, err))
+			v.setConfigError(fmt.Sprintf("vpn.config_file %s: %v", cfg.ConfigFile, err))
 			return
 		}
-		if fi, err := os.Stat(v.cfg.ConfigFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if fi, err := os.Stat(cfg.ConfigFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
 			// Not refused (a board's FAT boot partition has no modes), but said.
-			v.log.Warn("the VPN config file holds a private key and other users may read it: chmod 600 it", "file", v.cfg.ConfigFile, "mode", fi.Mode().Perm())
+			v.log.Warn("the VPN config file holds a private key and other users may read it: chmod 600 it", "file", cfg.ConfigFile, "mode", fi.Mode().Perm())
 		}
-		text, source = b, "the config file's vpn.config_file "+v.cfg.ConfigFile
-	case v.cfg.Config != "":
-		text, source = []byte(v.cfg.Config), "the config file's vpn.config"
+		text, source = b, "the config file's vpn.config_file "+cfg.ConfigFile
+	case cfg.Config != "":
+		text, source = []byte(cfg.Config), "the config file's vpn.config"
 	case v.deps.Store != nil:
 		b, err := v.deps.Store.Get(StoreBucket, StoreKey)
 		switch {
@@ -352,11 +377,23 @@ func (v *VPN) load() {
 		}
 		text, source = b, "set by the owner (kept in the vault)"
 	default:
+		v.mu.Lock()
+		had := v.wgcfg != nil || v.cfgErr != ""
+		v.mu.Unlock()
+		if had {
+			v.use(nil, "")
+		}
 		return
 	}
 	c, err := wgconfig.Parse(text)
 	if err != nil {
 		v.setConfigError(fmt.Sprintf("the VPN config (%s) is not valid: %v", source, err))
+		return
+	}
+	v.mu.Lock()
+	same := v.tun != nil && v.wgcfg.Equal(c) && v.source == source
+	v.mu.Unlock()
+	if same {
 		return
 	}
 	for _, ign := range c.Ignored {
@@ -562,7 +599,7 @@ func (v *VPN) check(ctx context.Context) {
 		}
 		if state == StateUp {
 			h.wasUp = true
-			if v.cfg.ExitCheck != "" {
+			if v.config().ExitCheck != "" {
 				v.wg.Add(1)
 				go func() {
 					defer v.wg.Done()

@@ -106,16 +106,17 @@ func (v *VPN) Status() Status {
 func (v *VPN) checkExit(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	res, err := v.Fetch(ctx, v.cfg.ExitCheck, 4096)
+	exitCheck := v.config().ExitCheck
+	res, err := v.Fetch(ctx, exitCheck, 4096)
 	ex := exitState{checked: v.now()}
 	if err == nil && res.Status != http.StatusOK {
-		err = fmt.Errorf("%s answered %d", v.cfg.ExitCheck, res.Status)
+		err = fmt.Errorf("%s answered %d", exitCheck, res.Status)
 	}
 	if err == nil {
 		if a, ok := findAddress(res.Head); ok {
 			ex.addr = a
 		} else {
-			err = fmt.Errorf("%s did not answer with an address", v.cfg.ExitCheck)
+			err = fmt.Errorf("%s did not answer with an address", exitCheck)
 		}
 	}
 	if err != nil {
