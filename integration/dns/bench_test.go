@@ -81,7 +81,13 @@ func servers(e *labtest.Env) []server {
 			if err != nil {
 				b.Fatal(err)
 			}
-			return daemonPid(b, box.Pid(), "redoubt"), func() { box.Stop(10 * time.Second) }
+			stop := func() { box.Stop(10 * time.Second) }
+			pid, err := daemonPid(box.Pid(), filepath.Base(e.Lab.Binary))
+			if err != nil {
+				stop()
+				b.Fatal(err)
+			}
+			return pid, stop
 		}},
 		{"dnsmasq", func(b *testing.B) (int, func()) {
 			// The kernel answers ARP on the port again (the netstack turns that
@@ -104,11 +110,17 @@ func servers(e *labtest.Env) []server {
 			if err != nil {
 				b.Fatal(err)
 			}
-			waitAnswer(b, e)
-			return daemonPid(b, p.Pid(), "dnsmasq"), func() {
+			stop := func() {
 				p.Stop(5 * time.Second)
 				e.Lab.Exec(ctx, lab.Box, "ip", "addr", "del", addr+"/24", "dev", lab.BoxLANIface)
 			}
+			waitAnswer(b, e)
+			pid, err := daemonPid(p.Pid(), "dnsmasq")
+			if err != nil {
+				stop()
+				b.Fatal(err)
+			}
+			return pid, stop
 		}},
 	}
 }
@@ -345,26 +357,27 @@ func benchLab(b *testing.B) *labtest.Env {
 	return e
 }
 
-// daemonPid finds the process named comm started under `ip netns exec` (which
-// execs it, so it is usually the same pid).
-func daemonPid(b *testing.B, pid int, comm string) int {
+// daemonPid finds the process running the program named name started under `ip
+// netns exec` (which execs it, so it is usually the same pid).
+func daemonPid(pid int, name string) (int, error) {
+	comm := name[:min(len(name), 15)] // the kernel keeps 15 bytes of the name
+	is := func(p int) bool {
+		c, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p))
+		return err == nil && strings.TrimSpace(string(c)) == comm
+	}
 	for range 50 {
-		c, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if err == nil && strings.TrimSpace(string(c)) == comm {
-			return pid
+		if is(pid) {
+			return pid, nil
 		}
 		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
 		for _, f := range strings.Fields(string(kids)) {
-			if p, err := strconv.Atoi(f); err == nil {
-				if c, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p)); err == nil && strings.TrimSpace(string(c)) == comm {
-					return p
-				}
+			if p, err := strconv.Atoi(f); err == nil && is(p) {
+				return p, nil
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	b.Fatalf("no %s process under pid %d", comm, pid)
-	return 0
+	return 0, fmt.Errorf("no %s process under pid %d", name, pid)
 }
 
 // cpuTime is the CPU time (user and system) a process has used so far.
