@@ -1,6 +1,7 @@
 // Package lab builds Redoubt's world on one machine out of network namespaces: a
-// laptop plugged into the box's LAN port, the box, and the internet beyond its WAN
-// port, with real programs in each. Tests and `make demo` run in it; traffic never
+// laptop plugged into the box's LAN port, the box, a home router doing NAT beyond
+// its WAN port, the internet, and (on request) a VPN provider on the internet,
+// with real programs in each. Tests and `make demo` run in it; traffic never
 // leaves the namespaces it made.
 //
 // Every namespace is named with a per-run prefix ("rdt" and six hex digits), and
@@ -38,28 +39,39 @@ const StateRoot = "/run/redoubt-lab"
 
 // Node names.
 const (
-	Laptop   = "laptop"
-	Box      = "box"
-	Internet = "internet"
+	Laptop     = "laptop"
+	Box        = "box"
+	HomeRouter = "homerouter"
+	Internet   = "internet"
+	VPN        = "vpn"
 )
 
 // The lab's addressing plan.
 var (
 	// LAN: the box's default LAN prefix; the laptop's static address until it
 	// has a DHCP lease.
-	LANPrefix      = netip.MustParsePrefix("10.201.86.0/24")
-	BoxLAN         = netip.MustParseAddr("10.201.86.1")
-	LaptopStatic   = netip.MustParsePrefix("10.201.86.100/24")
-	LaptopMAC      = "02:52:44:00:00:64"
-	BoxLANMAC      = "02:52:44:00:00:01"
-	BoxWAN         = netip.MustParsePrefix("192.168.1.2/24")
-	Upstream       = netip.MustParsePrefix("192.168.1.1/24")
-	Tracker        = netip.MustParseAddr("203.0.113.10")
-	Resolver       = netip.MustParseAddr("203.0.113.53")
-	TrackerName    = "tracker.example"
-	LaptopIface    = "eth0"
-	BoxLANIface    = "lan0"
-	BoxWANIface    = "wan0"
+	LANPrefix    = netip.MustParsePrefix("10.201.86.0/24")
+	BoxLAN       = netip.MustParseAddr("10.201.86.1")
+	LaptopStatic = netip.MustParsePrefix("10.201.86.100/24")
+	LaptopMAC    = "02:52:44:00:00:64"
+	BoxLANMAC    = "02:52:44:00:00:01"
+	BoxWAN       = netip.MustParsePrefix("192.168.1.2/24")
+	BoxWANMAC    = "02:52:44:00:01:02"
+	// Upstream is the box's next hop on its WAN: the home router's LAN side.
+	Upstream = netip.MustParsePrefix("192.168.1.1/24")
+	// The home router's public side, and the internet's address facing it.
+	HomeWAN      = netip.MustParsePrefix("198.51.100.2/24")
+	ISP          = netip.MustParsePrefix("198.51.100.1/24")
+	HomeLANIface = "lan0"
+	HomeWANIface = "wan0"
+	Tracker      = netip.MustParseAddr("203.0.113.10")
+	Resolver     = netip.MustParseAddr("203.0.113.53")
+	TrackerName  = "tracker.example"
+	LaptopIface  = "eth0"
+	BoxLANIface  = "lan0"
+	BoxWANIface  = "wan0"
+	// InternetIface is the internet's link to the home router: what it
+	// receives there came from the home network (after NAT).
 	InternetIface  = "wan0"
 	internetHosts  = []netip.Addr{Tracker, Resolver}
 	defaultTimeout = 20 * time.Second
@@ -76,6 +88,11 @@ type Options struct {
 	Persistent bool
 	// Logf receives progress lines; default discards them.
 	Logf func(format string, args ...any)
+	// VPN adds the VPN provider (a wireguard-go server in the "vpn" namespace,
+	// NAT to the internet) and a DHCP server on the home router for the box's
+	// WAN; VPNBoxConfig then configures the box to use them. Off by default:
+	// only the tests that need the VPN pay for it.
+	VPN bool
 }
 
 // State is what a lab records about itself under StateRoot, so that another
@@ -95,6 +112,9 @@ type Lab struct {
 	Dir    string
 	Binary string
 	logf   func(string, ...any)
+	// VPN is the VPN provider, when Options.VPN asked for one.
+	VPN  *VPNServer
+	opts Options
 
 	mu    sync.Mutex
 	state State
@@ -144,6 +164,7 @@ func Up(ctx context.Context, opts Options) (*Lab, error) {
 		Dir:    filepath.Join(StateRoot, opts.Prefix),
 		Binary: bin,
 		logf:   opts.Logf,
+		opts:   opts,
 		state: State{
 			Prefix:     opts.Prefix,
 			Owner:      os.Getpid(),
@@ -166,7 +187,7 @@ func (l *Lab) NS(node string) string { return l.Prefix + "-" + node }
 
 func (l *Lab) build(ctx context.Context) error {
 	l.logf("lab %s: creating namespaces", l.Prefix)
-	for _, n := range []string{Laptop, Box, Internet} {
+	for _, n := range []string{Laptop, Box, HomeRouter, Internet} {
 		if err := l.AddNode(ctx, n, n == Laptop); err != nil {
 			return err
 		}
@@ -175,14 +196,28 @@ func (l *Lab) build(ctx context.Context) error {
 	if err := l.AddLink(ctx, Laptop, LaptopIface, LaptopMAC, Box, BoxLANIface, BoxLANMAC); err != nil {
 		return err
 	}
-	// The box's WAN port to the world beyond.
-	if err := l.AddLink(ctx, Box, BoxWANIface, "", Internet, InternetIface, ""); err != nil {
+	// The box's WAN port to the home router, and the home router to the internet.
+	if err := l.AddLink(ctx, Box, BoxWANIface, BoxWANMAC, HomeRouter, HomeLANIface, ""); err != nil {
+		return err
+	}
+	if err := l.AddLink(ctx, HomeRouter, HomeWANIface, "", Internet, InternetIface, ""); err != nil {
 		return err
 	}
 	steps := [][]string{
-		{Box, "ip", "addr", "add", BoxWAN.String(), "dev", BoxWANIface},
-		{Box, "ip", "route", "add", "default", "via", Upstream.Addr().String()},
-		{Internet, "ip", "addr", "add", Upstream.String(), "dev", InternetIface},
+		{HomeRouter, "ip", "addr", "add", Upstream.String(), "dev", HomeLANIface},
+		{HomeRouter, "ip", "addr", "add", HomeWAN.String(), "dev", HomeWANIface},
+		{HomeRouter, "ip", "route", "add", "default", "via", ISP.Addr().String()},
+		{HomeRouter, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"},
+		{Internet, "ip", "addr", "add", ISP.String(), "dev", InternetIface},
+		// The internet routes between the home network and the VPN provider.
+		{Internet, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"},
+	}
+	if !l.opts.VPN {
+		// Without the VPN the box's WAN is addressed statically; with it, the
+		// box's own DHCP client asks the home router.
+		steps = append(steps,
+			[]string{Box, "ip", "addr", "add", BoxWAN.String(), "dev", BoxWANIface},
+			[]string{Box, "ip", "route", "add", "default", "via", Upstream.Addr().String()})
 	}
 	for _, h := range internetHosts {
 		steps = append(steps, []string{Internet, "ip", "addr", "add", h.String() + "/32", "dev", "lo"})
@@ -192,10 +227,40 @@ func (l *Lab) build(ctx context.Context) error {
 			return err
 		}
 	}
+	// A home router: everything from the home network leaves from its address.
+	if err := l.nft(ctx, HomeRouter, fmt.Sprintf(`table ip redoubt_lab_nat {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname %q masquerade
+	}
+}
+`, HomeWANIface)); err != nil {
+		return err
+	}
+	// What arrives from the box's WAN port, and what reaches the internet.
+	if err := l.countIngress(ctx, HomeRouter, HomeLANIface); err != nil {
+		return err
+	}
 	if err := l.countIngress(ctx, Internet, InternetIface); err != nil {
 		return err
 	}
-	return l.startInternet(ctx)
+	if err := l.startInternet(ctx); err != nil {
+		return err
+	}
+	if l.opts.VPN {
+		return l.addVPN(ctx)
+	}
+	return nil
+}
+
+// nft loads a ruleset into node's nftables.
+func (l *Lab) nft(ctx context.Context, node, rules string) error {
+	cmd := l.Cmd(ctx, node, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nft in %s: %v: %s", node, err, out)
+	}
+	return nil
 }
 
 // AddNode creates a node's namespace with loopback up. IPv6 stays on only where
@@ -258,38 +323,47 @@ func (l *Lab) AddLink(ctx context.Context, a, aIf, aMAC, b, bIf, bMAC string) er
 	return nil
 }
 
-// countIngress counts every frame arriving on a node's interface, and those whose
-// source is in the LAN prefix, with nftables counters read by Ingress.
+// countIngress counts every frame arriving on a node's interface, with nftables
+// counters read by Ingress: all of them; those from the laptop's MAC or the LAN
+// prefix; and, apart, ARP, DHCP, the VPN's flow (UDP to or from the VPN
+// endpoint's port), and everything else.
 func (l *Lab) countIngress(ctx context.Context, node, iface string) error {
-	rules := fmt.Sprintf(`table netdev redoubt_lab {
+	return l.nft(ctx, node, fmt.Sprintf(`table netdev redoubt_lab {
 	counter all_in {}
 	counter from_lan {}
 	counter from_laptop_mac {}
+	counter arp_in {}
+	counter dhcp_in {}
+	counter vpn_in {}
+	counter other_in {}
 	chain ingress_%[1]s {
 		type filter hook ingress device %[1]q priority 0; policy accept;
 		counter name all_in
 		ether saddr %[2]s counter name from_laptop_mac
 		ip saddr %[3]s counter name from_lan
+		meta protocol arp counter name arp_in return
+		udp sport 68 udp dport 67 counter name dhcp_in return
+		ip daddr %[4]s udp dport %[5]d counter name vpn_in return
+		ip saddr %[4]s udp sport %[5]d counter name vpn_in return
+		counter name other_in
 	}
 }
-`, iface, LaptopMAC, LANPrefix)
-	cmd := l.Cmd(ctx, node, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("nft in %s: %v: %s", node, err, out)
-	}
-	return nil
+`, iface, LaptopMAC, LANPrefix, VPNEndpoint.Addr(), VPNEndpoint.Port()))
 }
 
 // IngressCounts are packets that arrived at a node from the box's side.
 type IngressCounts struct {
 	All, FromLAN, FromLaptopMAC uint64
+	// ARP, DHCP (client to server) and VPN (UDP with the VPN endpoint's
+	// address and port) are counted apart from Other, everything else.
+	ARP, DHCP, VPN, Other uint64
 }
 
 // Ingress reads the counters countIngress installed on node.
 func (l *Lab) Ingress(ctx context.Context, node string) (IngressCounts, error) {
 	var c IngressCounts
-	for name, dst := range map[string]*uint64{"all_in": &c.All, "from_lan": &c.FromLAN, "from_laptop_mac": &c.FromLaptopMAC} {
+	for name, dst := range map[string]*uint64{"all_in": &c.All, "from_lan": &c.FromLAN, "from_laptop_mac": &c.FromLaptopMAC,
+		"arp_in": &c.ARP, "dhcp_in": &c.DHCP, "vpn_in": &c.VPN, "other_in": &c.Other} {
 		out, err := l.Exec(ctx, node, "nft", "list", "counter", "netdev", "redoubt_lab", name)
 		if err != nil {
 			return c, err

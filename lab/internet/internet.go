@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+	"golang.org/x/net/ipv4"
 )
 
 // Hit is one request that reached the internet.
@@ -82,7 +83,7 @@ func Serve(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	udp, err := net.ListenPacket("udp", ":53")
+	udp, err := net.ListenPacket("udp4", ":53")
 	if err != nil {
 		return err
 	}
@@ -112,17 +113,28 @@ func Serve(ctx context.Context, opts Options) error {
 	return err
 }
 
+// serveDNSUDP answers each query from the address it was sent to: the internet
+// has several addresses, and an answer from another one would not pass back
+// through the NAT (the home router's, the VPN provider's) the query came through.
 func (s *server) serveDNSUDP(pc net.PacketConn) error {
+	p := ipv4.NewPacketConn(pc)
+	if err := p.SetControlMessage(ipv4.FlagDst, true); err != nil {
+		return err
+	}
 	buf := make([]byte, 4096)
 	for {
-		n, from, err := pc.ReadFrom(buf)
+		n, cm, from, err := p.ReadFrom(buf)
 		if err != nil {
 			return err
 		}
 		resp, name := s.answer(buf[:n])
 		s.hit(Hit{Proto: "dns-udp", Remote: from.String(), Name: name})
 		if resp != nil {
-			pc.WriteTo(resp, from)
+			var reply *ipv4.ControlMessage
+			if cm != nil {
+				reply = &ipv4.ControlMessage{Src: cm.Dst}
+			}
+			p.WriteTo(resp, reply, from)
 		}
 	}
 }

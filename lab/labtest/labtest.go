@@ -60,6 +60,8 @@ func Require(t testing.TB) {
 type Env struct {
 	Lab *lab.Lab
 	Box *lab.RunningBox
+	// config is the box's config file when RestartBox is given none.
+	config string
 }
 
 var (
@@ -69,13 +71,17 @@ var (
 
 // Shared returns the package's lab, building it (and starting the box with the
 // default config) on first use. Main removes it when the package's tests end.
-func Shared(t testing.TB) *Env { return shared1(t, true) }
+func Shared(t testing.TB) *Env { return shared1(t, true, false) }
 
 // SharedLab is Shared without the box, for tests that run their own netstack on
 // the box's LAN port.
-func SharedLab(t testing.TB) *Env { return shared1(t, false) }
+func SharedLab(t testing.TB) *Env { return shared1(t, false, false) }
 
-func shared1(t testing.TB, withBox bool) *Env {
+// SharedVPN is Shared with the lab's VPN provider, and the box configured to use
+// it (lab.Options.VPN, lab.VPNBoxConfig).
+func SharedVPN(t testing.TB) *Env { return shared1(t, true, true) }
+
+func shared1(t testing.TB, withBox, vpn bool) *Env {
 	t.Helper()
 	Require(t)
 	envMu.Lock()
@@ -101,16 +107,16 @@ func shared1(t testing.TB, withBox bool) *Env {
 			fmt.Fprintf(os.Stderr, format+"\n", args...)
 		}
 	}
-	l, err := lab.Up(ctx, lab.Options{Binary: bin, Logf: logf})
+	l, err := lab.Up(ctx, lab.Options{Binary: bin, Logf: logf, VPN: vpn})
 	if err != nil {
 		t.Fatalf("building the lab: %v", err)
 	}
-	e := &Env{Lab: l}
+	e := &Env{Lab: l, config: l.BoxConfig(l.VPNBoxConfig())}
 	shared = e
 	if !withBox {
 		return e
 	}
-	if e.Box, err = l.StartBox(ctx, l.BoxConfig("")); err != nil {
+	if e.Box, err = l.StartBox(ctx, e.config); err != nil {
 		t.Fatalf("starting the box: %v", err)
 	}
 	return e
@@ -126,7 +132,7 @@ func (e *Env) RestartBox(t testing.TB, config string) {
 		}
 	}
 	if config == "" {
-		config = e.Lab.BoxConfig("")
+		config = e.config
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -305,6 +305,9 @@ func (v *VPN) Set(text []byte) (*wgconfig.Config, error) {
 	if v.deps.Store == nil {
 		return nil, errors.New("the box has no sealed store to keep the VPN config in")
 	}
+	if ini, ok := v.deps.Store.(interface{ Initialized() bool }); ok && !ini.Initialized() {
+		return nil, errors.New("the box is not set up yet: finish setup first (the VPN config is kept in the vault that setup creates), or name it in the config file ([vpn] config_file)")
+	}
 	if err := v.deps.Store.Put(StoreBucket, StoreKey, text); err != nil {
 		return nil, fmt.Errorf("keeping the VPN config in the vault: %w", err)
 	}
@@ -364,6 +367,9 @@ func (v *VPN) load() {
 	case cfg.Config != "":
 		text, source = []byte(cfg.Config), "the config file's vpn.config"
 	case v.deps.Store != nil:
+		if ini, ok := v.deps.Store.(interface{ Initialized() bool }); ok && !ini.Initialized() {
+			return // no vault yet (setup not done): nothing was ever set
+		}
 		b, err := v.deps.Store.Get(StoreBucket, StoreKey)
 		switch {
 		case errors.Is(err, vault.ErrNotFound), errors.Is(err, vault.ErrNotInitialized):
@@ -439,6 +445,9 @@ func (v *VPN) use(c *wgconfig.Config, source string) {
 			v.deps.tunnelOptions(&opts)
 		}
 		t, err = tunnel.New(opts)
+		if err == nil && v.port.State().Ready {
+			err = t.Up()
+		}
 	}
 	v.mu.Lock()
 	old := v.tun
@@ -500,7 +509,7 @@ func (v *VPN) wanChanged(st wan.State) {
 	wasUp := v.lastWANUp
 	v.lastWANUp = st.Ready
 	v.mu.Unlock()
-	if st.Ready && !wasUp && t != nil {
+	if st.Ready && !wasUp && t != nil && t.IsUp() {
 		// A new address (or the link back): reopen the tunnel's socket and
 		// handshake at once.
 		if err := t.Rebind(); err != nil {
@@ -551,6 +560,12 @@ func (v *VPN) check(ctx context.Context) {
 	case t == nil:
 		state, reason = StateNotConfigured, notConfigured
 	default:
+		if !t.IsUp() && wst.Ready {
+			// The WAN is ready at last: the first handshake can leave.
+			if err := t.Up(); err != nil {
+				v.log.Error("bringing the tunnel up", "err", err)
+			}
+		}
 		st = t.Stats()
 		if st.RxBytes > h.lastRx {
 			h.lastRx, h.lastRxAt = st.RxBytes, now
@@ -558,6 +573,8 @@ func (v *VPN) check(ctx context.Context) {
 		probing := len(t.Config().DNS) > 0
 		ep := t.Config().Peer.Endpoint
 		switch {
+		case !wst.Ready && h.state == StateConnecting && now.Sub(h.since) < v.tm.connectGrace:
+			state, reason = StateConnecting, "waiting for the WAN: "+wst.Problem
 		case !wst.Ready:
 			state, reason = StateDown, "the WAN is not ready: "+wst.Problem
 		case st.LastHandshake.IsZero() && now.Sub(t.Started()) < v.tm.connectGrace:

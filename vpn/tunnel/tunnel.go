@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -55,15 +56,16 @@ type Tunnel struct {
 	tun     *netTUN
 	dev     *device.Device
 	peer    *device.Peer
-	started time.Time
+	started atomic.Int64 // unix nanoseconds of Up
 	has4    bool
 	has6    bool
 
+	up        atomic.Bool
 	closeOnce sync.Once
 }
 
-// New makes the tunnel and brings it up: from now on WireGuard tries to reach the
-// VPN server whenever there is something to send.
+// New makes the tunnel, down: Up starts it once the WAN can carry its packets
+// (a handshake sent too early would hold the next one back for seconds).
 func New(o Options) (*Tunnel, error) {
 	if o.Config == nil {
 		return nil, errors.New("tunnel: Options.Config is required")
@@ -80,7 +82,7 @@ func New(o Options) (*Tunnel, error) {
 	if bind == nil {
 		bind = conn.NewStdNetBind()
 	}
-	t := &Tunnel{cfg: cfg, log: o.Logger, tun: nt, started: time.Now()}
+	t := &Tunnel{cfg: cfg, log: o.Logger, tun: nt}
 	for _, a := range cfg.Addresses {
 		t.has4 = t.has4 || a.Addr().Is4()
 		t.has6 = t.has6 || a.Addr().Is6()
@@ -91,19 +93,31 @@ func New(o Options) (*Tunnel, error) {
 		// The error may quote a line of the configuration: say only what failed.
 		return nil, fmt.Errorf("configuring the WireGuard device: %s", ipcErrMsg(err))
 	}
-	if err := t.dev.Up(); err != nil {
-		t.dev.Close()
-		return nil, fmt.Errorf("bringing the WireGuard device up: %w", err)
-	}
 	t.peer = t.dev.LookupPeer(device.NoisePublicKey(cfg.Peer.PublicKey))
 	if t.peer == nil {
 		t.dev.Close()
 		return nil, errors.New("the WireGuard device lost its peer")
 	}
-	// Start the handshake now rather than at the first connection.
-	t.peer.SendKeepalive()
 	return t, nil
 }
+
+// Up brings the tunnel up: from now on WireGuard tries to reach the VPN server
+// whenever there is something to send, starting with a handshake now.
+func (t *Tunnel) Up() error {
+	if t.up.Swap(true) {
+		return nil
+	}
+	if err := t.dev.Up(); err != nil {
+		t.up.Store(false)
+		return fmt.Errorf("bringing the WireGuard device up: %w", err)
+	}
+	t.started.Store(time.Now().UnixNano())
+	t.peer.SendKeepalive()
+	return nil
+}
+
+// IsUp reports whether Up was called.
+func (t *Tunnel) IsUp() bool { return t.up.Load() }
 
 func ipcErrMsg(err error) string {
 	var ie *device.IPCError
@@ -138,8 +152,14 @@ func wgLogger(log *slog.Logger) *device.Logger {
 // Config is the tunnel's configuration.
 func (t *Tunnel) Config() *wgconfig.Config { return t.cfg }
 
-// Started is when the tunnel was made.
-func (t *Tunnel) Started() time.Time { return t.started }
+// Started is when the tunnel was brought up (zero: not yet).
+func (t *Tunnel) Started() time.Time {
+	n := t.started.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
 
 // Stats are what WireGuard and the netstack report about the tunnel.
 type Stats struct {

@@ -63,6 +63,9 @@ func newPair(t testing.TB, dns bool) *pair {
 	if err != nil {
 		t.Fatalf("server tunnel: %v", err)
 	}
+	if err := server.Up(); err != nil {
+		t.Fatal(err)
+	}
 	port := server.Stats().ListenPort
 	if port == 0 {
 		t.Fatal("the server tunnel has no UDP port")
@@ -85,6 +88,9 @@ func newPair(t testing.TB, dns bool) *pair {
 	if err != nil {
 		server.Close()
 		t.Fatalf("client tunnel: %v", err)
+	}
+	if err := client.Up(); err != nil {
+		t.Fatal(err)
 	}
 	p := &pair{client: client, server: server}
 	t.Cleanup(func() { client.Close(); server.Close() })

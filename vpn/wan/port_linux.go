@@ -106,8 +106,14 @@ func (p *Port) State() State {
 // SetEndpoint names the one destination routed through the port (the VPN
 // endpoint); an invalid address routes nothing.
 func (p *Port) SetEndpoint(a netip.Addr) {
+	a = a.Unmap()
 	p.mu.Lock()
-	p.endpoint = a.Unmap()
+	if a != p.endpoint && a.IsValid() && p.cfg.Addressing != System {
+		// Not ready again until the route to the new endpoint is in.
+		p.state.Ready = false
+		p.state.Problem = "routing the VPN endpoint " + a.String()
+	}
+	p.endpoint = a
 	p.mu.Unlock()
 	p.poke()
 }
@@ -337,6 +343,11 @@ func (p *Port) apply(carrier bool) {
 	}
 	st.Problem = problem
 	p.mu.Lock()
+	if p.endpoint != endpoint && p.endpoint.IsValid() && p.cfg.Addressing != System {
+		// The endpoint changed meanwhile: not ready until its route is in.
+		st.Ready, st.Problem = false, "routing the VPN endpoint "+p.endpoint.String()
+		p.poke()
+	}
 	prev := p.state
 	p.state = st
 	p.mu.Unlock()
