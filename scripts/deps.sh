@@ -16,6 +16,8 @@ packages=(
   iproute2 nftables tcpdump iputils-ping procps
   # the laptop's programs
   isc-dhcp-client busybox dnsutils curl ncat
+  # the lab's VPN provider (wireguard-go, wg) and the home router's DHCP server (dnsmasq)
+  wireguard-go wireguard-tools dnsmasq-base
   # the laptop's browser (lab/browser): headless Chromium, certutil for trusting the box's CA
   chromium libnss3-tools
   # benchmarks: the same job done by the usual tools, side by side
