@@ -433,3 +433,14 @@ func TestFindAddress(t *testing.T) {
 		t.Error("found an address in none")
 	}
 }
+
+func FuzzFindAddress(f *testing.F) {
+	f.Add("203.0.113.7\n")
+	f.Add(`{"ip":"2001:db8::1"}`)
+	f.Add("tracker: you reached the internet from 192.0.2.2:41234\n")
+	f.Fuzz(func(t *testing.T, body string) {
+		if a, ok := findAddress(body); ok && !a.IsValid() {
+			t.Fatal("found an invalid address")
+		}
+	})
+}

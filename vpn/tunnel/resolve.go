@@ -131,28 +131,39 @@ func (t *Tunnel) query(ctx context.Context, server netip.Addr, name dnsmessage.N
 		if resp, err = t.exchangeTCP(ctx, srv, q, id); err != nil {
 			return nil, &net.DNSError{Err: fmt.Sprintf("truncated answer, and TCP to %s failed: %v", server, err), Server: server.String(), IsTemporary: true}
 		}
-		h, err = p.Start(resp)
 	}
+	addrs, derr := parseAnswer(resp, name, typ)
+	if derr != nil {
+		derr.Server = server.String()
+	}
+	return addrs, derr
+}
+
+// parseAnswer reads the addresses of type typ for name from a DNS answer (bytes
+// from the network: anything may be in them), following its CNAME chain.
+func parseAnswer(resp []byte, name dnsmessage.Name, typ dnsmessage.Type) ([]netip.Addr, *net.DNSError) {
+	var p dnsmessage.Parser
+	h, err := p.Start(resp)
 	if err != nil {
-		return nil, &net.DNSError{Err: "malformed answer: " + err.Error(), Server: server.String()}
+		return nil, &net.DNSError{Err: "malformed answer: " + err.Error()}
 	}
 	switch h.RCode {
 	case dnsmessage.RCodeSuccess:
 	case dnsmessage.RCodeNameError:
-		return nil, &net.DNSError{Err: "no such host", Server: server.String(), IsNotFound: true}
+		return nil, &net.DNSError{Err: "no such host", IsNotFound: true}
 	default:
-		return nil, &net.DNSError{Err: "server answered " + h.RCode.String(), Server: server.String(), IsTemporary: true}
+		return nil, &net.DNSError{Err: "server answered " + h.RCode.String(), IsTemporary: true}
 	}
 	qs, err := p.AllQuestions()
 	if err != nil || len(qs) != 1 || !strings.EqualFold(qs[0].Name.String(), name.String()) || qs[0].Type != typ {
-		return nil, &net.DNSError{Err: "the answer is for another question", Server: server.String()}
+		return nil, &net.DNSError{Err: "the answer is for another question"}
 	}
 	// Follow the CNAME chain from the name asked; take only addresses on it.
 	onChain := map[string]bool{strings.ToLower(name.String()): true}
 	var addrs []netip.Addr
 	rrs, err := p.AllAnswers()
 	if err != nil {
-		return nil, &net.DNSError{Err: "malformed answer: " + err.Error(), Server: server.String()}
+		return nil, &net.DNSError{Err: "malformed answer: " + err.Error()}
 	}
 	for range 8 { // chains are short; bound the work on hostile answers
 		grew := false
@@ -185,7 +196,7 @@ func (t *Tunnel) query(ctx context.Context, server netip.Addr, name dnsmessage.N
 		}
 	}
 	if len(addrs) == 0 {
-		return nil, &net.DNSError{Err: "no such host", Server: server.String(), IsNotFound: true}
+		return nil, &net.DNSError{Err: "no such host", IsNotFound: true}
 	}
 	return addrs, nil
 }
