@@ -53,7 +53,7 @@ func benchHelper() bool {
 }
 
 // bulkServer serves /bytes/N in the internet namespace, on the tracker's address.
-func bulkServer(b *testing.B, e *labtest.Env) string {
+func bulkServer(b testing.TB, e *labtest.Env) string {
 	var ln net.Listener
 	err := e.Lab.Do(lab.Internet, func() (err error) {
 		ln, err = net.Listen("tcp4", fmt.Sprintf("%s:%d", lab.Tracker, benchPort))
