@@ -40,7 +40,7 @@ The box:
 The lab (network namespaces on this machine, as root):
   lab up      build the lab and run the box in it until Ctrl-C
   lab demo    build the lab, show the box working, and leave it running
-  lab shell   open a shell in a lab node (laptop, box, internet)
+  lab shell   open a shell in a lab node (laptop, box, homerouter, internet, vpn)
   lab down    stop and remove every lab
 
 Run 'redoubt <command> -h' for a command's flags.

@@ -15,7 +15,7 @@ import (
 
 const labUsage = `Usage: redoubt lab <command>
 
-  up              build the lab, run the box in it, and wait; Ctrl-C removes it all
+  up [--vpn]      build the lab (--vpn: with the VPN provider), run the box in it, and wait; Ctrl-C removes it all
   demo            build the lab, show the box working, and leave it running
   shell NODE      open a shell in a node of the running lab (laptop, box, internet)
   forward         open the box's pages to this machine's browser, as the laptop sees them
@@ -63,7 +63,8 @@ func labLogf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", a
 // labUp builds a lab with the box running and the laptop addressed, then waits for
 // Ctrl-C and removes everything.
 func labUp(args []string) error {
-	fs := flags("lab up", "lab up")
+	fs := flags("lab up", "lab up [--vpn]")
+	withVPN := fs.Bool("vpn", false, "add the VPN provider and give the box its WAN by DHCP and the VPN")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,12 +74,12 @@ func labUp(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	l, err := lab.Up(ctx, lab.Options{Binary: bin, Logf: labLogf})
+	l, err := lab.Up(ctx, lab.Options{Binary: bin, Logf: labLogf, VPN: *withVPN})
 	if err != nil {
 		return err
 	}
 	defer l.Down()
-	if _, err := l.StartBox(ctx, l.BoxConfig("")); err != nil {
+	if _, err := l.StartBox(ctx, l.BoxConfig(l.VPNBoxConfig())); err != nil {
 		return err
 	}
 	if err := l.LaptopStatic(ctx); err != nil {
@@ -87,6 +88,9 @@ func labUp(args []string) error {
 	fmt.Printf("lab %s is up; the box's log is %s/box.log\n", l.Prefix, l.Dir)
 	fmt.Printf("  a shell in the laptop:  %s lab shell laptop\n", bin)
 	fmt.Printf("  the leak log:           %s leaks --socket %s\n", bin, l.BoxSocket())
+	if *withVPN {
+		fmt.Printf("  the box's VPN:          %s vpn status --socket %s\n", bin, l.BoxSocket())
+	}
 	fmt.Println("Ctrl-C removes the lab.")
 	<-ctx.Done()
 	return nil
@@ -98,7 +102,7 @@ func labShell(args []string) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return fmt.Errorf("name the node: laptop, box or internet")
+		return fmt.Errorf("name the node: laptop, box, homerouter, internet (or vpn, in a lab with the VPN)")
 	}
 	st, err := lab.Find()
 	if err != nil {
