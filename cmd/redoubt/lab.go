@@ -17,7 +17,7 @@ const labUsage = `Usage: redoubt lab <command>
 
   up [--vpn]      build the lab (--vpn: with the VPN provider), run the box in it, and wait; Ctrl-C removes it all
   demo            build the lab, show the box working, and leave it running
-  shell NODE      open a shell in a node of the running lab (laptop, box, internet)
+  shell NODE      open a shell in a node of the running lab (laptop, box, homerouter, internet, vpn)
   forward         open the box's pages to this machine's browser, as the laptop sees them
   down            stop and remove the demo's lab and any a crashed run left (--all: every lab)
   list            list the labs on this machine
