@@ -369,3 +369,41 @@ func TestFailClosedAndReconnect(t *testing.T) {
 		t.Errorf("reconnects %d → %d", before.Reconnects, st.Reconnects)
 	}
 }
+
+// TestWANReturns: the box's WAN cable goes dead (the home router's port is shut)
+// and comes back: the status names the WAN as the reason, the box asks for its
+// lease again, and the tunnel comes back by itself.
+func TestWANReturns(t *testing.T) {
+	e := env(t)
+	ctx := context.Background()
+	pid := e.Box.Pid()
+	if _, err := e.Lab.Exec(ctx, lab.HomeRouter, "ip", "link", "set", lab.HomeLANIface, "down"); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	defer func() {
+		if !restored {
+			e.Lab.Exec(ctx, lab.HomeRouter, "ip", "link", "set", lab.HomeLANIface, "up")
+		}
+	}()
+	st := waitVPN(t, e, external.StateDown, 20*time.Second)
+	if !strings.Contains(st.Reason, "no link") || st.WAN.Carrier {
+		t.Errorf("down with the cable out: %s (WAN %+v)", st.Reason, st.WAN)
+	}
+	if _, err := e.Lab.Exec(ctx, lab.HomeRouter, "ip", "link", "set", lab.HomeLANIface, "up"); err != nil {
+		t.Fatal(err)
+	}
+	restored = true
+	start := time.Now()
+	st = waitVPN(t, e, external.StateUp, 40*time.Second)
+	t.Logf("up again %v after the cable came back", time.Since(start).Round(100*time.Millisecond))
+	if st.WAN.Address != lab.BoxWAN || !st.WAN.Carrier {
+		t.Errorf("the WAN after the cable came back: %+v", st.WAN)
+	}
+	if res, err := fetch(e, "http://"+lab.Tracker.String()+"/after-cable", 10*time.Second); err != nil || res.Status != 200 {
+		t.Errorf("fetch after the cable came back: %+v %v", res, err)
+	}
+	if e.Box.Pid() != pid {
+		t.Error("the box was restarted")
+	}
+}
