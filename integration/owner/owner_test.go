@@ -242,15 +242,16 @@ func TestOwnerLifecycle(t *testing.T) {
 }
 
 // TestAdminOnlyOnTheLAN tries the admin ports from everywhere but the LAN port:
-// the internet side of the box's WAN, and the box's own kernel.
+// the box's WAN network (the home router, its neighbour there), and the box's own
+// kernel.
 func TestAdminOnlyOnTheLAN(t *testing.T) {
 	e := labtest.Shared(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	wanIP := lab.BoxWAN.Addr().String()
 	for _, try := range []struct{ node, url string }{
-		{lab.Internet, "http://" + wanIP + "/"},
-		{lab.Internet, "https://" + wanIP + "/"},
+		{lab.HomeRouter, "http://" + wanIP + "/"},
+		{lab.HomeRouter, "https://" + wanIP + "/"},
 		{lab.Box, "http://127.0.0.1/"},
 		{lab.Box, "https://127.0.0.1/"},
 		{lab.Box, "http://" + wanIP + "/"},
