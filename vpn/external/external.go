@@ -69,6 +69,16 @@ func (c Config) Validate() error {
 	if c.ConfigFile != "" && !filepath.IsAbs(c.ConfigFile) {
 		return fmt.Errorf("vpn.config_file %q: want an absolute path, such as /etc/redoubt/vpn.conf", c.ConfigFile)
 	}
+	if c.ConfigFile != "" {
+		// A bad file stops start-up (and a reload) like any bad setting.
+		text, err := readConfigFile(c.ConfigFile)
+		if err != nil {
+			return fmt.Errorf("vpn.config_file %s: %w", c.ConfigFile, err)
+		}
+		if _, err := wgconfig.Parse(text); err != nil {
+			return fmt.Errorf("vpn.config_file %s: %w", c.ConfigFile, err)
+		}
+	}
 	if c.Config != "" {
 		if _, err := wgconfig.Parse([]byte(c.Config)); err != nil {
 			return fmt.Errorf("vpn.config: %w", err)

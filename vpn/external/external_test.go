@@ -356,27 +356,51 @@ func TestBadConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "vpn.conf")
 	os.WriteFile(path, []byte("[Interface]\nPrivateKey = abc\n"), 0o600)
-	for _, tc := range []struct {
-		cfg  Config
-		want string
-	}{
-		{Config{ConfigFile: path}, "line 2"},
-		{Config{ConfigFile: filepath.Join(dir, "missing.conf")}, "missing.conf"},
-	} {
-		v, err := Start(tc.cfg, Deps{Logger: testLogger(t), Firewall: &fakeFirewall{},
-			newPort: func(wan.Config, wan.Deps) (port, error) { return &fakePort{st: wan.State{Ready: true}}, nil }})
-		if err != nil {
-			t.Fatal(err)
+	deps := func() Deps {
+		return Deps{Logger: testLogger(t), Firewall: &fakeFirewall{}, tunnelOptions: func(o *tunnel.Options) { o.Mark = 0 },
+			newPort: func(wan.Config, wan.Deps) (port, error) { return &fakePort{st: wan.State{Ready: true}}, nil }}
+	}
+	// At start-up, a bad or missing file stops the box like any bad setting.
+	for file, want := range map[string]string{path: "line 2", filepath.Join(dir, "missing.conf"): "missing.conf"} {
+		if _, err := Start(Config{ConfigFile: file}, deps()); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "vpn.config_file") {
+			t.Errorf("start with %s: %v", file, err)
 		}
-		st := waitState(t, v, StateDown, 3*time.Second)
-		if !strings.Contains(st.Reason, tc.want) {
-			t.Errorf("reason %q does not mention %q", st.Reason, tc.want)
-		}
-		_, err = v.Dialer().DialContext(context.Background(), "tcp", "192.0.2.1:80")
-		if !errors.Is(err, egress.ErrNoEgress) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("dial with a bad config: %v", err)
-		}
-		v.Close()
+	}
+	// On a reload, it is refused and the running tunnel kept.
+	key, _ := wgconfig.GenerateKey()
+	server := wgtest.New(t, key.Public())
+	c := server.ClientConfig(key)
+	c.Peer.Endpoint = netip.MustParseAddrPort("192.0.2.2:51820")
+	good := filepath.Join(dir, "good.conf")
+	os.WriteFile(good, c.Marshal(), 0o600)
+	v, err := Start(Config{ConfigFile: good}, deps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	os.WriteFile(good, []byte("[Interface]\nPrivateKey = abc\n"), 0o600)
+	if err := v.Reconfig(Config{ConfigFile: good}); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("reload with a broken file: %v", err)
+	}
+	if st := v.Status(); st.Config == nil || st.State == StateNotConfigured {
+		t.Errorf("the tunnel went away on a refused reload: %+v", st)
+	}
+	// Removed from under a running box: the next reload says so, and the
+	// egress stays with the tunnel it has.
+	os.Remove(good)
+	if err := v.Reconfig(Config{ConfigFile: good}); err == nil || !strings.Contains(err.Error(), "good.conf") {
+		t.Errorf("reload with the file gone: %v", err)
+	}
+	// A config file the box cannot use at all leaves it closed.
+	v2, err := Start(Config{}, deps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	v2.setConfigError("vpn.config_file /x: gone")
+	_, err = v2.Dialer().DialContext(context.Background(), "tcp", "192.0.2.1:80")
+	if !errors.Is(err, egress.ErrNoEgress) || !strings.Contains(err.Error(), "gone") {
+		t.Errorf("dial with a bad config: %v", err)
 	}
 }
 
