@@ -91,7 +91,11 @@ func servers(e *labtest.Env) []server {
 		}},
 		{"dnsmasq", func(b *testing.B) (int, func()) {
 			// The kernel answers ARP on the port again (the netstack turns that
-			// off) and holds the box's address there while dnsmasq runs.
+			// off) and holds the box's address there while dnsmasq runs. The
+			// box's kernel firewall (vpn/wanfw), which stays after the daemon
+			// stops, goes: it would drop everything dnsmasq sends and receives.
+			// The box puts it back when it starts.
+			e.Lab.Exec(ctx, lab.Box, "nft", "delete", "table", "inet", "redoubt")
 			addr := lab.BoxLAN.String()
 			for _, c := range [][]string{
 				{"sysctl", "-qw", "net.ipv4.conf." + lab.BoxLANIface + ".arp_ignore=0"},
@@ -114,7 +118,11 @@ func servers(e *labtest.Env) []server {
 				p.Stop(5 * time.Second)
 				e.Lab.Exec(ctx, lab.Box, "ip", "addr", "del", addr+"/24", "dev", lab.BoxLANIface)
 			}
-			waitAnswer(b, e)
+			if err := waitAnswer(e); err != nil {
+				link, _ := e.Lab.Exec(ctx, lab.Box, "ip", "addr", "show", "dev", lab.BoxLANIface)
+				stop()
+				b.Fatalf("%v\ndnsmasq:\n%s\n%s", err, p.Output(), link)
+			}
 			pid, err := daemonPid(p.Pid(), "dnsmasq")
 			if err != nil {
 				stop()
@@ -126,15 +134,15 @@ func servers(e *labtest.Env) []server {
 }
 
 // waitAnswer waits until something answers DNS on the box's address.
-func waitAnswer(b *testing.B, e *labtest.Env) {
+func waitAnswer(e *labtest.Env) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, err := e.Lab.Exec(context.Background(), lab.Laptop, "dig", "+tries=1", "+time=1", "@"+lab.BoxLAN.String(), "redoubt.home.arpa")
 		if err == nil {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("nothing answers DNS on %s: %v", lab.BoxLAN, err)
+			return fmt.Errorf("nothing answers DNS on %s: %v", lab.BoxLAN, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
