@@ -29,6 +29,10 @@ const (
 	// which completes the handshake, reads the first bytes (TLS SNI, HTTP Host),
 	// records them and resets the connection. Nothing leaves the box.
 	Reveal
+	// Relay hands TCP or UDP for a team device's tailnet address to the team
+	// relay, which carries it through the box's tailnet node: the one way the
+	// laptop's packets reach beyond the box.
+	Relay
 )
 
 // Kind says why a frame was dropped. Its String form is stable: the leak log, the
@@ -153,6 +157,9 @@ type Config struct {
 	// Reveal hands TCP toward addresses beyond the box to the reveal responder
 	// instead of dropping it outright.
 	Reveal bool
+	// Team are the tailnet addresses of the team's devices: TCP and UDP to them
+	// is relayed through the box's tailnet node.
+	Team []netip.Addr
 }
 
 // Validate reports the first problem with c, naming the field.
@@ -179,6 +186,11 @@ func (c Config) Validate() error {
 		}
 		if s.Broadcast && s.Proto != UDP {
 			return fmt.Errorf("filter: service %v/%d: only UDP services can take broadcasts", s.Proto, s.Port)
+		}
+	}
+	for _, a := range c.Team {
+		if !a.Is4() || c.Prefix.Contains(a) || a.IsLoopback() || a.IsMulticast() || a.IsUnspecified() {
+			return fmt.Errorf("filter: team address %v: want a team device's IPv4 tailnet address, outside the LAN", a)
 		}
 	}
 	return nil
@@ -226,6 +238,7 @@ type Ruleset struct {
 	udp     portSet
 	udpBc   portSet
 	reveal  bool
+	team    map[uint32]struct{}
 }
 
 // New compiles cfg into a Ruleset.
@@ -235,6 +248,7 @@ func New(cfg Config) (*Ruleset, error) {
 	}
 	cfg.MAC = slices.Clone(cfg.MAC)
 	cfg.Services = slices.Clone(cfg.Services)
+	cfg.Team = slices.Clone(cfg.Team)
 	r := &Ruleset{
 		cfg:    cfg,
 		mac:    [6]byte(cfg.MAC),
@@ -244,6 +258,12 @@ func New(cfg Config) (*Ruleset, error) {
 	}
 	r.network = r.box & r.mask
 	r.bcast = r.network | ^r.mask
+	if len(cfg.Team) > 0 {
+		r.team = make(map[uint32]struct{}, len(cfg.Team))
+		for _, a := range cfg.Team {
+			r.team[u32(a)] = struct{}{}
+		}
+	}
 	for _, s := range cfg.Services {
 		switch s.Proto {
 		case TCP:
@@ -263,6 +283,7 @@ func (r *Ruleset) Config() Config {
 	c := r.cfg
 	c.MAC = slices.Clone(c.MAC)
 	c.Services = slices.Clone(c.Services)
+	c.Team = slices.Clone(c.Team)
 	return c
 }
 
@@ -431,6 +452,9 @@ func (r *Ruleset) checkIPv4(p []byte, wire int, forUs, gso bool) Verdict {
 	if !forUs {
 		return drop(OtherHost)
 	}
+	if _, ok := r.team[dst]; ok && (proto == protoTCP && len(l4) >= 20 || proto == protoUDP && len(l4) >= 8) {
+		return Verdict{Action: Relay}
+	}
 	if r.reveal && proto == protoTCP && len(l4) >= 20 {
 		return Verdict{Action: Reveal, Kind: Egress}
 	}
@@ -570,8 +594,9 @@ func ipv4HeaderChecksumOK(h []byte) bool {
 }
 
 // CheckOutbound is the datapath's tripwire on what the box itself transmits: ARP
-// from the box's own addresses, IPv4 from the box's address to the LAN, and (when
-// reveal is on) the reveal responder's TCP replies to the laptop. Anything else —
+// from the box's own addresses, IPv4 from the box's address to the LAN, the team
+// relay's TCP and UDP from team devices' addresses, and (when reveal is on) the
+// reveal responder's TCP replies to the laptop. Anything else —
 // IPv6, a router advertisement, a packet forwarded toward another network — means a
 // bug, and is not sent.
 func (r *Ruleset) CheckOutbound(frame []byte) bool {
@@ -592,6 +617,9 @@ func (r *Ruleset) CheckOutbound(frame []byte) bool {
 		}
 		if src == r.box {
 			return true
+		}
+		if _, ok := r.team[src]; ok && (p[9] == protoTCP || p[9] == protoUDP) {
+			return true // the team relay, answering for a team device
 		}
 		return r.reveal && p[9] == protoTCP && !r.inLAN(src) && !isMulticast4(src)
 	}

@@ -166,6 +166,39 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+func TestTeamRelay(t *testing.T) {
+	team := net.IP{100, 64, 0, 7}
+	rs, err := testRules(t, true).With(func(c *Config) { c.Team = []netip.Addr{netip.MustParseAddr("100.64.0.7")} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := Verdict{Action: Relay}
+	for name, tt := range map[string]struct {
+		f    []byte
+		want Verdict
+	}{
+		"tcp to a team device":       {frame(t, eth(laptopMAC, boxMAC, layers.EthernetTypeIPv4), ip4(laptopIP, team, layers.IPProtocolTCP), syn(8080)), relay},
+		"udp to a team device":       {frame(t, eth(laptopMAC, boxMAC, layers.EthernetTypeIPv4), ip4(laptopIP, team, layers.IPProtocolUDP), udp(5353), gopacket.Payload("x")), relay},
+		"ping to a team device":      {frame(t, eth(laptopMAC, boxMAC, layers.EthernetTypeIPv4), ip4(laptopIP, team, layers.IPProtocolICMPv4), &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0)}), drop(Egress)},
+		"tcp to another tailnet one": {frame(t, eth(laptopMAC, boxMAC, layers.EthernetTypeIPv4), ip4(laptopIP, net.IP{100, 64, 0, 8}, layers.IPProtocolTCP), syn(8080)), Verdict{Reveal, Egress}},
+		"spoofed source to the team": {frame(t, eth(laptopMAC, boxMAC, layers.EthernetTypeIPv4), ip4(net.IP{198, 51, 100, 7}, team, layers.IPProtocolTCP), syn(8080)), drop(Spoofed)},
+	} {
+		if got := rs.Check(tt.f, len(tt.f), false, false); got != tt.want {
+			t.Errorf("%s: %+v, want %+v", name, got, tt.want)
+		}
+	}
+	reply := frame(t, eth(boxMAC, laptopMAC, layers.EthernetTypeIPv4), ip4(team, laptopIP, layers.IPProtocolUDP), udp(40000))
+	if !rs.CheckOutbound(reply[:ethHdrLen+28]) {
+		t.Error("the relay's reply from a team address was refused")
+	}
+	if testRules(t, false).CheckOutbound(reply[:ethHdrLen+28]) {
+		t.Error("a reply from a team address went out with no team configured")
+	}
+	if _, err := New(Config{Prefix: netip.MustParsePrefix("10.201.86.1/24"), MAC: boxMAC, Team: []netip.Addr{netip.MustParseAddr("10.201.86.9")}}); err == nil {
+		t.Error("a LAN address accepted as a team address")
+	}
+}
+
 func TestCheckHeadOnly(t *testing.T) {
 	rs := testRules(t, true)
 	big := frame(t, eth(laptopMAC, boxMAC, layers.EthernetTypeIPv4), ip4(laptopIP, boxIP, layers.IPProtocolUDP), udp(53), gopacket.Payload(make([]byte, 1400)))

@@ -25,7 +25,7 @@ func (l *LAN) Inbound(f *link.Frame) bool {
 		v = malformed
 	}
 	switch v.Action {
-	case filter.Accept, filter.Reveal:
+	case filter.Accept, filter.Reveal, filter.Relay:
 		// For Reveal, the responder records the attempt once it has read
 		// what the connection reveals.
 		l.learn(f.Head)

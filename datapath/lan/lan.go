@@ -128,6 +128,8 @@ type LAN struct {
 	neigh neighbors
 
 	revealSlots chan struct{}
+	relaySlots  chan struct{}
+	team        atomic.Pointer[team]
 	wg          sync.WaitGroup
 	closing     chan struct{}
 	closeOnce   sync.Once
@@ -156,6 +158,7 @@ func newLAN(cfg Config, deps Deps) (*LAN, error) {
 		logRate:     ratelimit.Limiter{Rate: 5, Burst: 20},
 		services:    make(map[filter.Service]int),
 		revealSlots: make(chan struct{}, revealConcurrency),
+		relaySlots:  make(chan struct{}, maxRelayed),
 		closing:     make(chan struct{}),
 	}, nil
 }
@@ -182,7 +185,7 @@ func (l *LAN) start(ep *link.Endpoint) error {
 	}
 	// The reveal responder is in place before the NIC exists: once it does, the
 	// link's reader delivers frames.
-	fwd := tcp.NewForwarder(s, 64<<10, revealConcurrency, l.revealTCP)
+	fwd := tcp.NewForwarder(s, 64<<10, revealConcurrency+maxRelayed, l.acceptTCP)
 	s.SetTransportProtocolHandler(tcp.ProtocolNumber, func(id stack.TransportEndpointID, pkt *stack.PacketBuffer) bool {
 		if !isSYN(pkt) {
 			// A segment of no connection (one the responder already reset):
@@ -192,6 +195,7 @@ func (l *LAN) start(ep *link.Endpoint) error {
 		}
 		return fwd.HandlePacket(id, pkt)
 	})
+	l.udpHandler(s)
 	if err := s.CreateNICWithOptions(nicID, ep, stack.NICOptions{Name: "lan"}); err != nil {
 		s.Close()
 		return fmt.Errorf("creating LAN NIC: %s", err)
@@ -211,15 +215,15 @@ func (l *LAN) start(ep *link.Endpoint) error {
 		{Destination: subnet, NIC: nicID},
 		{Destination: bcast, NIC: nicID},
 	})
-	l.setReveal(l.cfg.RevealOn())
+	l.setPromiscuous(l.cfg.RevealOn())
 	return nil
 }
 
-// setReveal lets the netstack accept connections to any address, so the reveal
-// responder can read their first bytes, and answer from those addresses. The
-// filter passes it only TCP toward addresses beyond the box, and the outbound
-// gate lets replies go only to the LAN.
-func (l *LAN) setReveal(on bool) {
+// setPromiscuous lets the netstack accept connections to any address and answer
+// from it: the reveal responder and the team relay both stand in for addresses
+// beyond the box. The filter passes the netstack only what they handle, and the
+// outbound gate lets replies go only to the LAN.
+func (l *LAN) setPromiscuous(on bool) {
 	l.stack.SetPromiscuousMode(nicID, on)
 	l.stack.SetSpoofing(nicID, on)
 }
@@ -294,13 +298,13 @@ func (l *LAN) Reconfig(cfg Config) error {
 		// Turning on, the stack is ready before the filter lets TCP through;
 		// turning off, the filter stops it before the stack is narrowed.
 		if on {
-			l.setReveal(true)
+			l.setPromiscuous(true)
 		}
 		if err := l.swapRules(func(c *filter.Config) { c.Reveal = on }); err != nil {
 			return err
 		}
 		if !on {
-			l.setReveal(false)
+			l.setPromiscuous(len(l.rules.Load().Config().Team) > 0)
 		}
 	}
 	return nil

@@ -16,6 +16,16 @@ import (
 	"github.com/redoubt/redoubt/datapath/reveal"
 )
 
+// acceptTCP takes a connection the laptop opened toward an address beyond the box:
+// a team device's is relayed, any other is revealed and reset.
+func (l *LAN) acceptTCP(r *tcp.ForwarderRequest) {
+	if l.isTeam(r.ID().LocalAddress) {
+		l.relayTCP(r)
+		return
+	}
+	l.revealTCP(r)
+}
+
 // revealTCP answers a connection the laptop opened toward an address beyond the
 // box: it completes the handshake as if it were that address, reads the first
 // bytes (a TLS ClientHello, an HTTP request, a DNS query), records what they reveal
@@ -75,8 +85,8 @@ func isSYN(pkt *stack.PacketBuffer) bool {
 // recordStray records a TCP segment toward an address beyond the box that belongs
 // to no connection the responder holds.
 func (l *LAN) recordStray(id stack.TransportEndpointID) {
-	if toAddr(id.LocalAddress) == l.cfg.Address.Addr() {
-		return // for the box itself: a closed port, already counted by the filter
+	if toAddr(id.LocalAddress) == l.cfg.Address.Addr() || l.isTeam(id.LocalAddress) {
+		return // the box itself (a closed port, counted by the filter), or a team device
 	}
 	l.record(leaklog.Attempt{
 		Kind:    filter.Egress,
