@@ -167,7 +167,9 @@ type Deps struct {
 	Setup   *setup.Setup
 	Vault   Vault
 	Box     Box
-	Steps   []Step
+	// Team manages the team mesh; nil on a box without one.
+	Team  Team
+	Steps []Step
 	// StateDir holds the UI's server certificate and the public CA certificate.
 	StateDir string
 	// Addr returns the box's LAN address; Names the names it answers to
@@ -193,6 +195,7 @@ type UI struct {
 	mu        sync.Mutex
 	setupCSRF string
 	cert      *tls.Certificate
+	bundles   bundles
 }
 
 // New builds the UI.
