@@ -45,8 +45,11 @@ func (f *fakeTeam) Reissue(ctx context.Context, name string) (Bundle, error) {
 	f.log("reissue " + name)
 	return Bundle{Member: name, Shell: "#!/bin/sh\n"}, nil
 }
-func (f *fakeTeam) Rename(_ context.Context, o, n string) error { f.log("rename " + o + " " + n); return nil }
-func (f *fakeTeam) Remove(_ context.Context, n string) error    { f.log("remove " + n); return nil }
+func (f *fakeTeam) Rename(_ context.Context, o, n string) error {
+	f.log("rename " + o + " " + n)
+	return nil
+}
+func (f *fakeTeam) Remove(_ context.Context, n string) error { f.log("remove " + n); return nil }
 func (f *fakeTeam) Approve(_ context.Context, id, m string) error {
 	f.log("approve " + id + " " + m)
 	return nil
