@@ -431,7 +431,11 @@ func (b *Box) setBoxName(name string) {
 	cfg := b.config()
 	if name != "" {
 		cfg.DNS.Name = name
-		if !slices.Contains(cfg.DNS.Aliases, "redoubt") {
+		// A copy: the config in force shares this slice. The new name cannot
+		// also be an alias (the DNS room refuses that), and the old default
+		// name keeps working.
+		cfg.DNS.Aliases = slices.DeleteFunc(slices.Clone(cfg.DNS.Aliases), func(a string) bool { return strings.EqualFold(a, name) })
+		if !strings.EqualFold(name, "redoubt") && !slices.Contains(cfg.DNS.Aliases, "redoubt") {
 			cfg.DNS.Aliases = append(cfg.DNS.Aliases, "redoubt")
 		}
 	}
