@@ -129,6 +129,8 @@ type LAN struct {
 
 	revealSlots chan struct{}
 	relaySlots  chan struct{}
+	spawnMu     sync.Mutex // guards closed and wg.Add against Close's wg.Wait
+	closed      bool
 	team        atomic.Pointer[team]
 	wg          sync.WaitGroup
 	closing     chan struct{}
@@ -324,10 +326,29 @@ func (l *LAN) swapRules(fn func(*filter.Config)) error {
 	}
 }
 
+// spawn runs fn in a goroutine Close waits for, unless the LAN is closing (then
+// it reports false and fn does not run).
+func (l *LAN) spawn(fn func()) bool {
+	l.spawnMu.Lock()
+	defer l.spawnMu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		fn()
+	}()
+	return true
+}
+
 // Close stops the LAN port: listeners, reveal connections, the netstack and the
 // link.
 func (l *LAN) Close() error {
 	l.closeOnce.Do(func() {
+		l.spawnMu.Lock()
+		l.closed = true
+		l.spawnMu.Unlock()
 		close(l.closing)
 		l.stack.Close()
 		l.wg.Wait()

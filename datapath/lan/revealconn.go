@@ -63,9 +63,7 @@ func (l *LAN) revealTCP(r *tcp.ForwarderRequest) {
 		return
 	}
 	r.Complete(false)
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
+	started := l.spawn(func() {
 		defer func() { <-l.revealSlots }()
 		conn := gonet.NewTCPConn(&wq, ep)
 		a.App, a.Name = l.readReveal(conn, id.LocalPort)
@@ -73,7 +71,11 @@ func (l *LAN) revealTCP(r *tcp.ForwarderRequest) {
 		conn.Close()
 		a.MAC = l.neighborMAC(id.RemoteAddress)
 		l.record(a, nil)
-	}()
+	})
+	if !started {
+		ep.Abort()
+		<-l.revealSlots
+	}
 }
 
 // isSYN reports whether a TCP segment opens a connection.

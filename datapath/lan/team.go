@@ -113,12 +113,14 @@ func (l *LAN) relayTCP(r *tcp.ForwarderRequest) {
 	}
 	r.Complete(false)
 	down := gonet.NewTCPConn(&wq, ep)
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
+	if !l.spawn(func() {
 		defer l.releaseRelay()
 		splice(down, up, l.closing)
-	}()
+	}) {
+		l.releaseRelay()
+		down.Close()
+		up.Close()
+	}
 }
 
 // splice copies both ways until both sides are done or the LAN closes.
@@ -178,9 +180,7 @@ func (l *LAN) relayUDP(r *udp.ForwarderRequest) bool {
 	}
 	down := gonet.NewUDPConn(&wq, ep)
 	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(toAddr(id.LocalAddress), id.LocalPort))
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
+	started := l.spawn(func() {
 		defer l.releaseRelay()
 		defer down.Close()
 		defer pc.Close()
@@ -225,7 +225,12 @@ func (l *LAN) relayUDP(r *udp.ForwarderRequest) bool {
 			default:
 			}
 		}
-	}()
+	})
+	if !started {
+		l.releaseRelay()
+		down.Close()
+		pc.Close()
+	}
 	return true
 }
 
