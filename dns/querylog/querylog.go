@@ -7,8 +7,10 @@
 // Memory is bounded whatever the devices send: a flood of distinct names evicts the
 // least recently seen entries, and names the table classifies are kept apart from
 // unclassified ones, so random names (a DGA, a scan) cannot flush what was known.
-// A Log is safe for concurrent use. The dns room records into it; the daemon builds
-// it and hands it to the rooms that show it (ui/localapi).
+// A Log is safe for concurrent use. The dns room's plugins record into it; the
+// daemon builds it and hands it to the rooms that show it; ui/localapi and
+// cmd/redoubt use its types. It imports nothing of Redoubt's but
+// internal/timeseries.
 package querylog
 
 import (
