@@ -41,6 +41,8 @@ type Config struct {
 	// every connection of the box's own leaves through.
 	WAN wan.Config      `toml:"wan"`
 	VPN external.Config `toml:"vpn"`
+	// Mesh is how the box's node in the team's tailnet runs.
+	Mesh MeshConfig `toml:"mesh"`
 
 	dev Options // from the command line, not the file
 }

@@ -123,6 +123,7 @@ type Box struct {
 	vault   *vault.Vault
 	ui      *ui.UI
 	vpn     *external.VPN
+	mesh    *mesh
 	errc    chan error
 	restart chan struct{}
 }
@@ -159,6 +160,10 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 		return nil, err
 	}
 	if err := b.startDHCP(cfg); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if err := b.startMesh(cfg); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -372,6 +377,7 @@ func (b *Box) Close() error {
 			}
 		}
 	}
+	b.closeMesh()
 	if b.vpn != nil {
 		b.vpn.Close()
 	}

@@ -72,6 +72,7 @@ func (b *Box) startUI(cfg Config) error {
 		Addr:     b.lan.Addr,
 		Names:    b.uiNames,
 		Steps:    b.uiSteps(),
+		Team:     (*ownerTeam)(b),
 	})
 	if err != nil {
 		return err
@@ -123,9 +124,9 @@ func (o *ownerBox) Status() ui.Status {
 		Started: b.started,
 		BoxName: b.setup.BoxName(),
 		LAN:     ui.ServiceState{State: "up", Detail: fmt.Sprintf("%s, box at %s", cfg.LAN.Interface, b.lan.Addr())},
-		Mesh:    ui.ServiceState{State: "not configured", Detail: "No team yet."},
 	}
 	st.WAN, st.VPN = b.vpnServiceStates()
+	st.Mesh.State, st.Mesh.Detail = b.meshState()
 	if n := len(b.dhcpLeases()); n > 0 {
 		st.LAN.Detail += fmt.Sprintf(", %d device(s)", n)
 	}
@@ -419,6 +420,13 @@ func (o *ownerBox) Unlocked() {
 	if b.vpn != nil {
 		b.vpn.Unlocked() // a VPN config kept in the vault can now be read
 	}
+	// The team mesh's node state is in the vault too; joining can take a
+	// while, and the owner's page should not wait for it.
+	go func() {
+		if err := b.meshUp(); err != nil {
+			b.log.Warn("the team mesh did not start", "err", err)
+		}
+	}()
 }
 func (o *ownerBox) Locked()    { o.box().log.Info("vault locked") }
 func (o *ownerBox) SetupDone() { b := o.box(); b.setBoxName(b.setup.BoxName()) }

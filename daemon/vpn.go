@@ -126,7 +126,7 @@ func (b *Box) uiSteps() []ui.Step {
 	if b.vpn == nil {
 		return nil
 	}
-	return []ui.Step{vpnStep{b}}
+	return []ui.Step{vpnStep{b}, (*meshStep)(b)}
 }
 
 // reconfigVPN applies a reloaded config file's [wan] and [vpn] sections: the WAN

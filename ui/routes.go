@@ -52,6 +52,8 @@ func (u *UI) Handler() http.Handler {
 	mux.HandleFunc("POST /team/rename", u.signedIn(u.changed(u.withTeam(u.teamRename))))
 	mux.HandleFunc("POST /team/remove", u.signedIn(u.changed(u.withTeam(u.teamRemove))))
 	mux.HandleFunc("POST /team/pending", u.signedIn(u.changed(u.withTeam(u.teamPending))))
+	mux.HandleFunc("POST /team/configure", u.signedIn(u.changed(u.withTeam(u.teamConfigure))))
+	mux.HandleFunc("POST /team/pending/add", u.signedIn(u.changed(u.withTeam(u.teamAddPending))))
 	mux.HandleFunc("POST /team/policy", u.signedIn(u.changed(u.withTeam(u.teamPolicy))))
 	mux.HandleFunc("GET /team/bundle/{id}", u.signedIn(u.withTeam(u.teamBundle)))
 	mux.HandleFunc("GET /team/bundle/{id}/{file}", u.signedIn(u.withTeam(u.teamBundleFile)))

@@ -56,6 +56,12 @@ type TeamStatus struct {
 // Team is the team mesh as the owner manages it; the daemon implements it.
 type Team interface {
 	Status() TeamStatus
+	// Configure gives the box the team's Headscale address and an API key
+	// (checked before they are kept).
+	Configure(ctx context.Context, loginServer, apiKey string) error
+	// AddPending takes the registration link a phone showed, for the owner to
+	// approve.
+	AddPending(ctx context.Context, link, name string) error
 	Members(ctx context.Context) ([]Member, error)
 	Pending(ctx context.Context) ([]PendingDevice, error)
 	Add(ctx context.Context, name, note string) (Bundle, error)
@@ -270,6 +276,27 @@ func (u *UI) teamPending(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	u.logf(r, "pending device handled", "id", id, "reject", r.PostFormValue("reject") != "")
 	http.Redirect(w, r, "/team?done=Done.", http.StatusSeeOther)
+}
+
+func (u *UI) teamConfigure(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx, cancel := context.WithTimeout(r.Context(), 45*time.Second)
+	defer cancel()
+	if err := u.d.Team.Configure(ctx, strings.TrimSpace(r.PostFormValue("login_server")), strings.TrimSpace(r.PostFormValue("api_key"))); err != nil {
+		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, map[string]string{"login_server": err.Error()}, "")
+		return
+	}
+	u.logf(r, "team mesh configured")
+	http.Redirect(w, r, "/team?done=The+box+is+joining+the+team+mesh.", http.StatusSeeOther)
+}
+
+func (u *UI) teamAddPending(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if err := u.d.Team.AddPending(ctx, strings.TrimSpace(r.PostFormValue("link")), strings.TrimSpace(r.PostFormValue("device"))); err != nil {
+		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, map[string]string{"link": err.Error()}, "")
+		return
+	}
+	http.Redirect(w, r, "/team?done=The+device+waits+for+your+approval+below.", http.StatusSeeOther)
 }
 
 func (u *UI) teamPolicy(w http.ResponseWriter, r *http.Request, s *session) {

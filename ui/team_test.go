@@ -55,6 +55,14 @@ func (f *fakeTeam) Approve(_ context.Context, id, m string) error {
 	return nil
 }
 func (f *fakeTeam) Reject(_ context.Context, id string) error { f.log("reject " + id); return nil }
+func (f *fakeTeam) Configure(_ context.Context, s, k string) error {
+	f.log("configure " + s)
+	return nil
+}
+func (f *fakeTeam) AddPending(_ context.Context, link, name string) error {
+	f.log("pending " + link)
+	return nil
+}
 func (f *fakeTeam) SetReachEachOther(_ context.Context, on bool) error {
 	f.log("each-other " + map[bool]string{true: "on", false: "off"}[on])
 	return nil

@@ -95,6 +95,7 @@ type Deps struct {
 
 // Peer is a device of the team as the box sees it.
 type Peer struct {
+	Key    string // its node key, "nodekey:…"
 	Name   string // the device's name in the tailnet (its MagicDNS label)
 	User   string // the member it belongs to
 	Addrs  []netip.Addr
@@ -260,6 +261,7 @@ func summarize(st *ipnstate.Status) (Status, []Peer) {
 			user = u.LoginName
 		}
 		peers = append(peers, Peer{
+			Key:    p.PublicKey.String(),
 			Name:   strings.SplitN(p.DNSName, ".", 2)[0],
 			User:   user,
 			Addrs:  p.TailscaleIPs,

@@ -1,0 +1,372 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redoubt/redoubt/apps/home"
+	"github.com/redoubt/redoubt/dns/plugin/localnames"
+	"github.com/redoubt/redoubt/vault"
+	"github.com/redoubt/redoubt/vpn/egress"
+	"github.com/redoubt/redoubt/vpn/headscale"
+	"github.com/redoubt/redoubt/vpn/members"
+	"github.com/redoubt/redoubt/vpn/tailnet"
+)
+
+// Where the owner's team mesh settings are kept in the vault.
+const (
+	meshBucket = "mesh"
+	meshKey    = "settings"
+	// teamSource is the DNS zone's source for team devices' names
+	// (<device>.team.<domain>).
+	teamSource = "tailnet"
+	teamLabel  = "team"
+)
+
+// MeshConfig is the [mesh] section: how the box's tailnet node runs. Where the
+// team's Headscale is, and the API key, the owner gives in the setup wizard or the
+// settings (kept in the vault).
+type MeshConfig struct {
+	// Strict relays every tailnet packet through the VPN (default true): the
+	// local network sees nothing but the VPN's flow. Off, WireGuard may take
+	// direct paths over the WAN.
+	Strict *bool `toml:"strict"`
+	// Port is the UDP port for direct paths when strict is off (default 41641).
+	Port uint16 `toml:"port"`
+}
+
+// meshSettings are the owner's: the team's Headscale and its API key.
+type meshSettings struct {
+	LoginServer string `json:"login_server"`
+	APIKey      string `json:"api_key"`
+}
+
+// Validate names the bad field.
+func (s meshSettings) Validate() error {
+	u, err := url.Parse(s.LoginServer)
+	if err != nil || u.Host == "" || u.Scheme != "https" || u.User != nil || u.RawQuery != "" {
+		return fmt.Errorf("login server %q: want the Headscale server's https:// address, such as https://headscale.example.org", s.LoginServer)
+	}
+	if len(s.APIKey) < 8 || len(s.APIKey) > 512 || strings.ContainsAny(s.APIKey, " \t\r\n") {
+		return errors.New("API key: paste the key `headscale apikeys create` printed, on one line")
+	}
+	return nil
+}
+
+// mesh is the team mesh part of the box: the members' manager (always there,
+// "not set up" until the owner gives Headscale's address and key), and, while
+// the box is unlocked and the mesh set up, the box's tailnet node.
+type mesh struct {
+	cfg     MeshConfig
+	members *members.Manager
+	proxy   *tailnet.Proxy
+
+	mu     sync.Mutex
+	node   *tailnet.Node
+	home   *http.Server
+	stop   func()
+	reason string // why the node is not running
+}
+
+// startMesh builds the members' manager and the proxy that carries tailscale's
+// connections into the VPN. The node itself starts when the box is unlocked.
+func (b *Box) startMesh(cfg Config) error {
+	m, err := members.New(members.Config{}, members.Deps{
+		Store:  b.vault,
+		Logger: b.log.With("room", "mesh"),
+		CACert: func() ([]byte, error) { return os.ReadFile(filepath.Join(b.config().State.Dir, "ca.pem")) },
+		AppsURL: func() string {
+			if n := b.meshNode(); n != nil {
+				if st := n.Status(); st.Name != "" {
+					return "http://" + st.Name + "/"
+				}
+			}
+			return ""
+		},
+		OnRemoved: func(mem members.Member) {
+			b.log.Info("member removed; their devices can no longer reach the box", "member", mem.Name, "devices", len(mem.Devices))
+		},
+		DeviceOS: b.deviceOS,
+	})
+	if err != nil {
+		return err
+	}
+	p, err := tailnet.StartProxy(b.egress(), b.log.With("room", "mesh"))
+	if err != nil {
+		return err
+	}
+	if err := p.Install(); err != nil {
+		p.Close()
+		return fmt.Errorf("routing tailscale through the VPN: %w", err)
+	}
+	b.mesh = &mesh{cfg: cfg.Mesh, members: m, proxy: p, reason: "the box is locked"}
+	return nil
+}
+
+// egress is the box's way out: the VPN's, or one that refuses.
+func (b *Box) egress() egress.Dialer {
+	if b.vpn == nil {
+		return egress.Closed{Reason: "the box has no VPN"}
+	}
+	return b.vpn.Dialer()
+}
+
+func (b *Box) meshNode() *tailnet.Node {
+	if b.mesh == nil {
+		return nil
+	}
+	b.mesh.mu.Lock()
+	defer b.mesh.mu.Unlock()
+	return b.mesh.node
+}
+
+// deviceOS is a peer's system from the tailnet's peer list.
+func (b *Box) deviceOS(nodeKey string) string {
+	n := b.meshNode()
+	if n == nil {
+		return ""
+	}
+	for _, p := range n.Peers() {
+		if p.Key == nodeKey {
+			return p.OS
+		}
+	}
+	return ""
+}
+
+// loadMeshSettings reads the owner's mesh settings from the vault.
+func (b *Box) loadMeshSettings() (meshSettings, bool, error) {
+	var s meshSettings
+	raw, err := b.vault.Get(meshBucket, meshKey)
+	if errors.Is(err, vault.ErrNotFound) {
+		return s, false, nil
+	}
+	if err != nil {
+		return s, false, err
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return s, false, fmt.Errorf("the team mesh settings in the vault are damaged: %w", err)
+	}
+	return s, true, nil
+}
+
+// SetMeshSettings checks, keeps and applies the owner's mesh settings: the
+// Headscale address and API key are tried before they are kept.
+func (b *Box) SetMeshSettings(ctx context.Context, s meshSettings) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	hs, err := headscale.New(s.LoginServer, s.APIKey, egress.HTTPClient(b.egress(), 20*time.Second))
+	if err != nil {
+		return err
+	}
+	if err := hs.Health(ctx); err != nil {
+		return fmt.Errorf("the box cannot use this Headscale: %w", err)
+	}
+	if _, err := hs.ListUsers(ctx); err != nil {
+		return fmt.Errorf("Headscale refused the API key: %w", err)
+	}
+	raw, _ := json.Marshal(s)
+	if err := b.vault.Put(meshBucket, meshKey, raw); err != nil {
+		return err
+	}
+	b.log.Info("team mesh set up", "login_server", s.LoginServer)
+	return b.meshUp()
+}
+
+// meshUp applies the mesh settings in the vault: the members' manager gets its
+// Headscale client, and the box's node starts (or restarts with new settings).
+// It needs the vault open.
+func (b *Box) meshUp() error {
+	if b.mesh == nil || b.vault.Locked() {
+		return nil
+	}
+	s, ok, err := b.loadMeshSettings()
+	if err != nil {
+		return err
+	}
+	m := b.mesh
+	if !ok {
+		m.members.SetHeadscale(nil)
+		b.meshDown("the team mesh is not set up")
+		return nil
+	}
+	hs, err := headscale.New(s.LoginServer, s.APIKey, egress.HTTPClient(b.egress(), 20*time.Second))
+	if err != nil {
+		return err
+	}
+	name := b.setup.BoxName()
+	if name == "" {
+		name = "redoubt"
+	}
+	if err := m.members.Reconfig(members.Config{LoginServer: s.LoginServer, BoxName: name}); err != nil {
+		return err
+	}
+	m.members.SetHeadscale(hs)
+	b.meshDown("restarting with new settings")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	node, err := tailnet.Start(ctx, tailnet.Config{ControlURL: s.LoginServer, Hostname: name, Strict: m.cfg.Strict, Port: m.cfg.Port},
+		tailnet.Deps{
+			Logger: b.log.With("room", "mesh"),
+			Store:  b.vault,
+			AuthKey: func(ctx context.Context) (string, error) {
+				k, _, err := m.members.BoxKey(ctx)
+				return k, err
+			},
+		})
+	if err != nil {
+		m.mu.Lock()
+		m.reason = err.Error()
+		m.mu.Unlock()
+		return err
+	}
+	ln, err := node.Listen("tcp", ":80")
+	if err != nil {
+		node.Close()
+		return fmt.Errorf("serving the members' page: %w", err)
+	}
+	log := b.log.With("room", "apps")
+	srv := home.Server(home.Handler(home.Info{BoxName: name}, log), log)
+	go srv.Serve(ln)
+
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	go b.followTeam(watchCtx, node)
+	m.mu.Lock()
+	m.node, m.home, m.reason = node, srv, ""
+	m.stop = stopWatch
+	m.mu.Unlock()
+	return nil
+}
+
+// meshDown stops the box's node (its state stays in the vault).
+func (b *Box) meshDown(reason string) {
+	if b.mesh == nil {
+		return
+	}
+	m := b.mesh
+	m.mu.Lock()
+	node, srv, stop := m.node, m.home, m.stop
+	m.node, m.home, m.stop, m.reason = nil, nil, nil, reason
+	m.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	if srv != nil {
+		srv.Close()
+	}
+	if node != nil {
+		node.Close()
+	}
+	b.lan.SetTeam(nil, netip.Addr{}, nil)
+	if b.dns != nil {
+		b.dns.Names().Clear(teamSource)
+	}
+}
+
+// followTeam keeps the laptop's way to the team and the team's names in DNS in
+// step with the tailnet's peers.
+func (b *Box) followTeam(ctx context.Context, node *tailnet.Node) {
+	changes, cancel := node.Changes()
+	defer cancel()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		b.syncTeam(node)
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+		case <-t.C:
+		}
+	}
+}
+
+func (b *Box) syncTeam(node *tailnet.Node) {
+	st := node.Status()
+	var self netip.Addr
+	for _, a := range st.Addrs {
+		if a.Is4() {
+			self = a
+		}
+	}
+	var devices []netip.Addr
+	names := map[string][]netip.Addr{}
+	for _, p := range node.Peers() {
+		devices = append(devices, p.Addrs...)
+		if localnames.CheckLabel(p.Name) == nil {
+			names[p.Name+"."+teamLabel] = p.Addrs
+		}
+	}
+	if err := b.lan.SetTeam(node, self, devices); err != nil {
+		b.log.Warn("updating the way to the team", "err", err)
+	}
+	if b.dns == nil {
+		return
+	}
+	zone := b.dns.Names()
+	for _, r := range zone.Records() {
+		if r.Source != teamSource {
+			continue
+		}
+		rel := strings.TrimSuffix(r.Name, "."+zone.Domain())
+		if _, ok := names[rel]; !ok {
+			zone.Set(teamSource, rel, nil)
+		}
+	}
+	for n, addrs := range names {
+		if err := zone.Set(teamSource, n, addrs); err != nil {
+			b.log.Debug("naming a team device", "name", n, "err", err)
+		}
+	}
+}
+
+// closeMesh stops everything of the mesh (daemon shutdown).
+func (b *Box) closeMesh() {
+	if b.mesh == nil {
+		return
+	}
+	b.meshDown("the box is stopping")
+	b.mesh.members.Close()
+	b.mesh.proxy.Close()
+}
+
+// meshState is the dashboard's team mesh tile.
+func (b *Box) meshState() (state, detail string) {
+	if b.mesh == nil {
+		return "off", ""
+	}
+	ms := b.mesh.members.Status()
+	if !ms.Configured {
+		return "not configured", "No team yet: set up the team mesh in the settings."
+	}
+	b.mesh.mu.Lock()
+	node, reason := b.mesh.node, b.mesh.reason
+	b.mesh.mu.Unlock()
+	if node == nil {
+		return "down", reason
+	}
+	st := node.Status()
+	d := st.Detail
+	if st.State == "up" {
+		d = fmt.Sprintf("%s in the tailnet, %d team device(s)", st.Name, st.Peers)
+		if st.Strict {
+			d += ", all through the VPN"
+		}
+	}
+	if !ms.Reachable {
+		d += ". Headscale: " + ms.Detail
+	}
+	return st.State, d
+}
