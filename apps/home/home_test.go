@@ -10,7 +10,9 @@ import (
 )
 
 func TestPage(t *testing.T) {
-	h := Handler(Info{BoxName: "kestrel", Apps: func() []App { return []App{{Name: "Files", URL: "https://files.kestrel.example/", What: "shared files"}} }},
+	h := Handler(Info{BoxName: "kestrel", Apps: func() []App {
+		return []App{{Name: "Files", URL: "https://files.kestrel.example/", What: "shared files"}}
+	}},
 		slog.New(slog.DiscardHandler))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
