@@ -357,8 +357,19 @@ func TestFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-	time.Sleep(300 * time.Millisecond)
-	dig(t, e, "follow-me.example")
+	// Ask until the feed shows it: the command may not be following yet.
+	found := make(chan struct{})
+	defer close(found)
+	go func() {
+		for {
+			e.Lab.Exec(context.Background(), lab.Laptop, "dig", "+tries=1", "+time=1", "follow-me.example")
+			select {
+			case <-found:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	}()
 	dec := json.NewDecoder(out)
 	for {
 		var x querylog.Entry
