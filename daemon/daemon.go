@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -56,6 +57,14 @@ func Serve(path string, opts Options) error {
 	}
 	cfg.dev = opts
 	log := NewLogger(cfg.Log, os.Stderr)
+	if path := os.Getenv("REDOUBT_CPUPROFILE"); path != "" {
+		// For finding where the box's time goes (bench/*.sh): a CPU profile of
+		// the whole run, written when the daemon stops.
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	hup := make(chan os.Signal, 1)

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -15,7 +17,6 @@ import (
 	"gvisor.dev/gvisor/pkg/rawfile"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/link/stopfd"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
@@ -37,11 +38,12 @@ const (
 	defaultWriteWait = time.Second
 )
 
-// Endpoint is a stack.LinkEndpoint over a packet fd.
+// Endpoint is a stack.LinkEndpoint over a packet fd. Its reads and writes wait in
+// Go's netpoller, not in a blocking system call: a goroutine the reader wakes
+// (a service answering) runs at once, and a full socket parks the writer.
 type Endpoint struct {
-	fd       int
-	ownFD    bool
-	stop     stopfd.StopFD
+	file     *os.File
+	raw      syscall.RawConn
 	mac      tcpip.LinkAddress
 	vnet     bool
 	aux      bool
@@ -58,7 +60,15 @@ type Endpoint struct {
 	closed     bool
 	wg         sync.WaitGroup
 
-	txMu  sync.Mutex
+	// The transmit queue: concurrent writers hand their packets to whichever of
+	// them is writing, which sends them all in as few system calls as it can.
+	txMu      sync.Mutex
+	txCond    *sync.Cond
+	txPending []*stack.PacketBuffer
+	txSpare   []*stack.PacketBuffer
+	txWriting bool
+
+	// Scratch for the one writer at a time.
 	txHdr [txBatch][vnetHdrLen]byte
 	txMsg [txBatch]rawfile.MMsgHdr
 	txIov []unix.Iovec
@@ -91,6 +101,9 @@ func Open(ifname string, gate Gate) (*Endpoint, error) {
 		{"PACKET_VNET_HDR", unix.SOL_PACKET, unix.PACKET_VNET_HDR},
 		{"PACKET_AUXDATA", unix.SOL_PACKET, unix.PACKET_AUXDATA},
 		{"PACKET_IGNORE_OUTGOING", unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING},
+		// Frames go straight to the driver: the LAN port's queue discipline
+		// would only add a lock and a copy of the queue's work per frame.
+		{"PACKET_QDISC_BYPASS", unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS},
 	} {
 		if err := unix.SetsockoptInt(fd, o.level, o.opt, 1); err != nil {
 			unix.Close(fd)
@@ -117,16 +130,12 @@ func Open(ifname string, gate Gate) (*Endpoint, error) {
 		AuxData: true,
 		Gate:    gate,
 	})
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	e.ownFD = true
-	return e, nil
+	unix.Close(fd) // the endpoint has its own copy
+	return e, err
 }
 
-// New makes an Endpoint over fd, which must deliver one frame per read. The caller
-// keeps ownership of fd and closes it after Close.
+// New makes an Endpoint over fd, which must deliver one frame per read. The
+// endpoint works on a duplicate of fd: the caller keeps fd and closes it.
 func New(fd int, opts Options) (*Endpoint, error) {
 	if opts.Gate == nil {
 		return nil, errors.New("link: Options.Gate is required")
@@ -137,16 +146,24 @@ func New(fd int, opts Options) (*Endpoint, error) {
 	if opts.MTU < 576 || opts.MTU > 65535 {
 		return nil, fmt.Errorf("link: Options.MTU %d: want 576..65535", opts.MTU)
 	}
-	if err := unix.SetNonblock(fd, true); err != nil {
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("link: duplicating the packet fd: %w", err)
+	}
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
 		return nil, fmt.Errorf("link: making fd non-blocking: %w", err)
 	}
-	stop, err := stopfd.New()
+	// A non-blocking fd given to os.NewFile is registered with the netpoller.
+	file := os.NewFile(uintptr(dup), "link")
+	raw, err := file.SyscallConn()
 	if err != nil {
-		return nil, fmt.Errorf("link: making stop eventfd: %w", err)
+		file.Close()
+		return nil, fmt.Errorf("link: %w", err)
 	}
 	e := &Endpoint{
-		fd:       fd,
-		stop:     stop,
+		file:     file,
+		raw:      raw,
 		mac:      tcpip.LinkAddress(opts.MAC),
 		vnet:     opts.VnetHdr,
 		aux:      opts.AuxData,
@@ -157,6 +174,7 @@ func New(fd int, opts Options) (*Endpoint, error) {
 		e.writeMax = time.Duration(opts.WriteTimeout) * time.Millisecond
 	}
 	e.mtu.Store(opts.MTU)
+	e.txCond = sync.NewCond(&e.txMu)
 	return e, nil
 }
 
@@ -270,14 +288,13 @@ func (e *Endpoint) Close() {
 	onClose := e.onClose
 	e.mu.Unlock()
 
-	e.stop.Stop()
-	e.wg.Wait()
-	e.txMu.Lock() // no write in flight on the fd
-	if e.ownFD {
-		unix.Close(e.fd)
-	}
-	unix.Close(e.stop.EFD)
+	// Closing the file wakes the reader and any writer waiting in the
+	// netpoller; the fd itself is released when the last of them returns.
+	e.file.Close()
+	e.txMu.Lock()
+	e.txCond.Broadcast()
 	e.txMu.Unlock()
+	e.wg.Wait()
 	if onClose != nil {
 		onClose()
 	}
@@ -381,14 +398,17 @@ func (e *Endpoint) readLoop() {
 		for i := range msgs {
 			slots[i].prepare(&msgs[i], e.vnet, e.aux)
 		}
-		n, errno := rawfile.BlockingRecvMMsgUntilStopped(e.stop.EFD, e.fd, msgs[:])
-		if n == -1 {
-			return
+		var n int
+		var errno unix.Errno
+		err := e.raw.Read(func(fd uintptr) bool {
+			r, _, en := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), unix.MSG_DONTWAIT, 0, 0)
+			n, errno = int(r), en
+			return en != unix.EAGAIN && en != unix.EINTR
+		})
+		if err != nil {
+			return // the endpoint closed
 		}
 		if errno != 0 {
-			if errno == unix.EINTR {
-				continue
-			}
 			e.stats.rxErrors.Add(1)
 			if e.isClosed() {
 				return
@@ -469,28 +489,57 @@ func auxVLAN(ctrl []byte) bool {
 	return false
 }
 
-// WritePackets implements stack.LinkEndpoint. It sends in batches; when the socket
-// is full it waits for room, up to the write timeout, instead of dropping.
+// txQueueMax is how many packets may wait to be written before writers wait:
+// backpressure toward TCP rather than loss.
+const txQueueMax = 1024
+
+// WritePackets implements stack.LinkEndpoint. A writer that finds another writing
+// leaves its packets to it and returns; the one writing sends everything queued,
+// in batches, until the queue is empty. Under load that is one system call for
+// many packets (say, DNS answers from several workers); when the socket is full
+// it waits in the netpoller for room, up to the write timeout, instead of
+// dropping.
 func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	list := pkts.AsSlice()
 	e.txMu.Lock()
-	defer e.txMu.Unlock()
-	all := pkts.AsSlice()
-	done := 0
-	for done < len(all) {
-		batch := all[done:min(done+txBatch, len(all))]
-		n, err := e.sendBatch(batch)
-		done += n
-		if err != nil {
-			// Count what was not sent; the stack retransmits what matters.
-			e.stats.txDropped.Add(uint64(len(all) - done))
-			return len(all), nil
-		}
+	for len(e.txPending) >= txQueueMax && e.txWriting && !e.isClosed() {
+		e.txCond.Wait()
 	}
-	return len(all), nil
+	for _, p := range list {
+		p.IncRef()
+		e.txPending = append(e.txPending, p)
+	}
+	if e.txWriting {
+		e.txMu.Unlock()
+		return len(list), nil
+	}
+	e.txWriting = true
+	for {
+		batch := e.txPending
+		if len(batch) == 0 {
+			e.txWriting = false
+			e.txMu.Unlock()
+			return len(list), nil
+		}
+		e.txPending, e.txSpare = e.txSpare[:0], batch
+		e.txMu.Unlock()
+		for done := 0; done < len(batch); {
+			n := e.sendBatch(batch[done:min(done+txBatch, len(batch))])
+			done += n
+		}
+		for i, p := range batch {
+			p.DecRef()
+			batch[i] = nil
+		}
+		e.txMu.Lock()
+		e.txCond.Broadcast()
+	}
 }
 
-// sendBatch writes pkts, returning how many were consumed (sent or refused).
-func (e *Endpoint) sendBatch(pkts []*stack.PacketBuffer) (int, error) {
+// sendBatch writes pkts (at most txBatch), returning how many it consumed: sent,
+// refused by the gate, or dropped because the socket stayed full or the link is
+// gone.
+func (e *Endpoint) sendBatch(pkts []*stack.PacketBuffer) int {
 	// Gate each packet and lay out its iovecs: [vnet header] + views.
 	need := 0
 	for _, p := range pkts {
@@ -526,50 +575,39 @@ func (e *Endpoint) sendBatch(pkts []*stack.PacketBuffer) (int, error) {
 		sizes[len(msgs)] = p.Size()
 		msgs = append(msgs, m)
 	}
+	if len(msgs) == 0 {
+		return len(pkts)
+	}
 	sent := 0
-	deadline := time.Now().Add(e.writeMax)
-	for sent < len(msgs) {
-		n, errno := rawfile.NonBlockingSendMMsg(e.fd, msgs[sent:])
-		switch {
-		case errno == 0:
-			for _, s := range sizes[sent : sent+n] {
-				e.stats.txFrames.Add(1)
-				e.stats.txBytes.Add(uint64(s))
+	e.file.SetWriteDeadline(time.Now().Add(e.writeMax))
+	err := e.raw.Write(func(fd uintptr) bool {
+		for sent < len(msgs) {
+			r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&msgs[sent])), uintptr(len(msgs)-sent), unix.MSG_DONTWAIT, 0, 0)
+			e.stats.txCalls.Add(1)
+			switch {
+			case errno == 0:
+				for _, s := range sizes[sent : sent+int(r)] {
+					e.stats.txFrames.Add(1)
+					e.stats.txBytes.Add(uint64(s))
+				}
+				sent += int(r)
+			case errno == unix.EAGAIN || errno == unix.ENOBUFS:
+				e.stats.txWaits.Add(1)
+				return false // wait in the netpoller for room
+			case errno == unix.EINTR:
+			default:
+				// This frame cannot be sent (link down, bad frame): skip it.
+				e.stats.txDropped.Add(1)
+				sent++
 			}
-			sent += n
-		case errno == unix.EAGAIN || errno == unix.EINTR || errno == unix.ENOBUFS:
-			e.stats.txWaits.Add(1)
-			if !e.waitWritable(deadline) {
-				return len(pkts) - (len(msgs) - sent), errors.New("link: write timed out")
-			}
-		default:
-			// The frame cannot be sent (link down, bad frame): skip it.
-			e.stats.txDropped.Add(1)
-			sent++
 		}
+		return true
+	})
+	if err != nil {
+		// Timed out waiting for room, or the endpoint closed.
+		e.stats.txDropped.Add(uint64(len(msgs) - sent))
 	}
-	return len(pkts), nil
-}
-
-// waitWritable waits until the socket has room, the endpoint closes, or the
-// deadline passes; it reports whether writing may go on.
-func (e *Endpoint) waitWritable(deadline time.Time) bool {
-	left := time.Until(deadline)
-	if left <= 0 {
-		return false
-	}
-	fds := []unix.PollFd{
-		{Fd: int32(e.stop.EFD), Events: unix.POLLIN},
-		{Fd: int32(e.fd), Events: unix.POLLOUT},
-	}
-	n, err := unix.Poll(fds, int(left/time.Millisecond)+1)
-	if err != nil && err != unix.EINTR {
-		return false
-	}
-	if fds[0].Revents&unix.POLLIN != 0 {
-		return false
-	}
-	return n > 0 || err == unix.EINTR
+	return len(pkts)
 }
 
 func (e *Endpoint) fillVnet(h *[vnetHdrLen]byte, p *stack.PacketBuffer) {

@@ -100,6 +100,7 @@ type Stats struct {
 	RxTruncated       uint64 // frames cut because they were larger than the buffer
 	RxErrors          uint64 // failed reads
 	TxFrames, TxBytes uint64 // frames written to the wire
+	TxCalls           uint64 // system calls that wrote them (TxFrames/TxCalls is the batch size)
 	TxRefused         uint64 // frames the gate refused to send
 	TxWaits           uint64 // times a write waited for room (backpressure)
 	TxDropped         uint64 // frames dropped after waiting too long or on error
@@ -108,13 +109,14 @@ type Stats struct {
 type counters struct {
 	rxFrames, rxBytes, rxDelivered, rxTruncated, rxErrors atomic.Uint64
 	txFrames, txBytes, txRefused, txWaits, txDropped      atomic.Uint64
+	txCalls                                               atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{
 		RxFrames: c.rxFrames.Load(), RxBytes: c.rxBytes.Load(), RxDelivered: c.rxDelivered.Load(),
 		RxTruncated: c.rxTruncated.Load(), RxErrors: c.rxErrors.Load(),
-		TxFrames: c.txFrames.Load(), TxBytes: c.txBytes.Load(), TxRefused: c.txRefused.Load(),
+		TxFrames: c.txFrames.Load(), TxBytes: c.txBytes.Load(), TxCalls: c.txCalls.Load(), TxRefused: c.txRefused.Load(),
 		TxWaits: c.txWaits.Load(), TxDropped: c.txDropped.Load(),
 	}
 }

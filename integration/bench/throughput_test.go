@@ -167,6 +167,12 @@ func BenchmarkTCP(b *testing.B) {
 			st := l.Stats().Link
 			b.ReportMetric(float64(st.TxWaits)/float64(b.N), "txwaits/op")
 			b.ReportMetric(float64(st.TxDropped), "txdropped")
+			if st.TxFrames > 0 {
+				b.ReportMetric(float64(st.TxBytes)/float64(st.TxFrames), "B/txframe")
+			}
+			if st.RxFrames > 0 {
+				b.ReportMetric(float64(st.RxBytes)/float64(st.RxFrames), "B/rxframe")
+			}
 		})
 		b.Run(dir.name+"/kernel", func(b *testing.B) {
 			// The kernel answers ARP on the port again (the netstack runs
