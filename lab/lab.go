@@ -1,7 +1,8 @@
 // Package lab builds Redoubt's world on one machine out of network namespaces: a
 // laptop plugged into the box's LAN port, the box, a home router doing NAT beyond
-// its WAN port, the internet, and (on request) a VPN provider on the internet,
-// with real programs in each. Tests and `make demo` run in it; traffic never
+// its WAN port, the internet, and (on request) a VPN provider on the internet and
+// a team mesh (a Headscale coordination server, a team member behind a NAT of
+// its own), with real programs in each. Tests and `make demo` run in it; traffic never
 // leaves the namespaces it made.
 //
 // Every namespace is named with a per-run prefix ("rdt" and six hex digits), and
@@ -93,6 +94,12 @@ type Options struct {
 	// WAN; VPNBoxConfig then configures the box to use them. Off by default:
 	// only the tests that need the VPN pay for it.
 	VPN bool
+	// Mesh adds the team mesh (mesh.go): a real Headscale in the "coord"
+	// namespace beside the internet (Lab.Mesh has its URL, API key and CA),
+	// and a teammate running tailscaled behind the "teamrouter" NAT. The box
+	// reaches Headscale only through its VPN, so tests of the box in the mesh
+	// turn VPN on too (labtest.SharedMesh does).
+	Mesh bool
 }
 
 // State is what a lab records about itself under StateRoot, so that another
@@ -113,7 +120,9 @@ type Lab struct {
 	Binary string
 	logf   func(string, ...any)
 	// VPN is the VPN provider, when Options.VPN asked for one.
-	VPN  *VPNServer
+	VPN *VPNServer
+	// Mesh is the team mesh, when Options.Mesh asked for it.
+	Mesh *Mesh
 	opts Options
 
 	mu    sync.Mutex
@@ -248,7 +257,12 @@ func (l *Lab) build(ctx context.Context) error {
 		return err
 	}
 	if l.opts.VPN {
-		return l.addVPN(ctx)
+		if err := l.addVPN(ctx); err != nil {
+			return err
+		}
+	}
+	if l.opts.Mesh {
+		return l.addMesh(ctx)
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/redoubt/redoubt/lab"
+	"github.com/redoubt/redoubt/lab/tools"
 )
 
 var (
@@ -71,17 +72,30 @@ var (
 
 // Shared returns the package's lab, building it (and starting the box with the
 // default config) on first use. Main removes it when the package's tests end.
-func Shared(t testing.TB) *Env { return shared1(t, true, false) }
+func Shared(t testing.TB) *Env { return shared1(t, true, false, false) }
 
 // SharedLab is Shared without the box, for tests that run their own netstack on
 // the box's LAN port.
-func SharedLab(t testing.TB) *Env { return shared1(t, false, false) }
+func SharedLab(t testing.TB) *Env { return shared1(t, false, false, false) }
 
 // SharedVPN is Shared with the lab's VPN provider, and the box configured to use
 // it (lab.Options.VPN, lab.VPNBoxConfig).
-func SharedVPN(t testing.TB) *Env { return shared1(t, true, true) }
+func SharedVPN(t testing.TB) *Env { return shared1(t, true, true, false) }
 
-func shared1(t testing.TB, withBox, vpn bool) *Env {
+// SharedMesh is SharedVPN with the team mesh (lab.Options.Mesh): a real
+// Headscale beside the internet (Lab.Mesh: URL, API key, CA) and a teammate
+// running tailscaled behind its own NAT. It skips t, saying how to build them,
+// when Headscale and tailscaled are not built (scripts/tools.sh).
+func SharedMesh(t testing.TB) *Env {
+	t.Helper()
+	Require(t)
+	if _, err := tools.Find(); err != nil {
+		t.Skipf("lab mesh test skipped: %v", err)
+	}
+	return shared1(t, true, true, true)
+}
+
+func shared1(t testing.TB, withBox, vpn, mesh bool) *Env {
 	t.Helper()
 	Require(t)
 	envMu.Lock()
@@ -107,7 +121,7 @@ func shared1(t testing.TB, withBox, vpn bool) *Env {
 			fmt.Fprintf(os.Stderr, format+"\n", args...)
 		}
 	}
-	l, err := lab.Up(ctx, lab.Options{Binary: bin, Logf: logf, VPN: vpn})
+	l, err := lab.Up(ctx, lab.Options{Binary: bin, Logf: logf, VPN: vpn, Mesh: mesh})
 	if err != nil {
 		t.Fatalf("building the lab: %v", err)
 	}
@@ -166,6 +180,10 @@ func Main(m *testing.M) {
 	if shared != nil {
 		if code != 0 && shared.Box != nil {
 			fmt.Fprintf(os.Stderr, "--- box log (lab %s) ---\n%s\n", shared.Lab.Prefix, tailString(shared.Box.Output(), 80))
+		}
+		if m := shared.Lab.Mesh; code != 0 && m != nil {
+			fmt.Fprintf(os.Stderr, "--- headscale log (lab %s) ---\n%s\n", shared.Lab.Prefix, tailString(m.HeadscaleLog(), 40))
+			fmt.Fprintf(os.Stderr, "--- teammate's tailscaled log (lab %s) ---\n%s\n", shared.Lab.Prefix, tailString(m.TailscaledLog(), 40))
 		}
 		shared.Lab.Down()
 	}
