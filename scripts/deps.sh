@@ -2,7 +2,8 @@
 # Installs what building, testing and demonstrating Redoubt needs on a Debian machine.
 # Idempotent: a second run installs nothing and takes a second or two.
 #
-#   scripts/deps.sh          Debian packages (as root, or through sudo) and Go modules
+#   scripts/deps.sh          Debian packages (as root, or through sudo), Go modules, and the
+#                            lab's Headscale and tailscaled (scripts/tools.sh)
 #
 # The lab's peer programs (dhclient, udhcpc, dig, curl, nft, wireguard-go, tcpdump, …) are
 # real Debian packages; nothing is mocked.
@@ -43,3 +44,7 @@ fi
 
 command -v go >/dev/null || { echo "deps: Go 1.26 is needed (https://go.dev/dl/); put it on PATH" >&2; exit 1; }
 go mod download
+# The lab's coordination server and team member: Headscale and tailscaled/tailscale
+# at pinned versions, built once from the Go module proxy into a cache (a few
+# minutes the first time; nothing afterwards).
+scripts/tools.sh >/dev/null
