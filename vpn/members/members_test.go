@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -151,6 +152,7 @@ func caPEMFromScript(t *testing.T, script string) string {
 // rename; remove deletes user, nodes and keys and calls OnRemoved; every
 // change is in the audit trail.
 func TestLifecycle(t *testing.T) {
+	checkGoroutines(t)
 	e := newEnv(t, nil)
 	ctx := ctxT(t, 3*time.Minute)
 	m := e.m
@@ -518,6 +520,7 @@ func TestPolicyAndBoxKey(t *testing.T) {
 // TestStatus: Headscale stopped, or the key refused: the status says so,
 // retries back off; the status recovers.
 func TestStatus(t *testing.T) {
+	checkGoroutines(t)
 	e := newEnv(t, &timing{every: 200 * time.Millisecond, retryFirst: 100 * time.Millisecond, retryMax: 800 * time.Millisecond, expireGrace: time.Second})
 	m := e.m
 	m.Start()
@@ -593,6 +596,24 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("Members unconfigured = %v", err)
 	}
 	m.Close()
+}
+
+// checkGoroutines fails t if goroutines started during the test (the status
+// checks, HTTP connections) are still running a few seconds after it ends.
+func checkGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > before {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				n := runtime.Stack(buf, true)
+				t.Errorf("%d goroutines left behind (%d before):\n%s", runtime.NumGoroutine()-before, before, buf[:n])
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
 }
 
 func waitFor(t *testing.T, d time.Duration, f func() error) {
