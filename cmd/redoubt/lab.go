@@ -15,9 +15,12 @@ import (
 
 const labUsage = `Usage: redoubt lab <command>
 
-  up [--vpn]      build the lab (--vpn: with the VPN provider), run the box in it, and wait; Ctrl-C removes it all
+  up [--vpn] [--mesh]
+                  build the lab (--vpn: with the VPN provider; --mesh: also Headscale and a teammate),
+                  run the box in it, and wait; Ctrl-C removes it all
   demo            build the lab, show the box working, and leave it running
-  shell NODE      open a shell in a node of the running lab (laptop, box, homerouter, internet, vpn)
+  shell NODE      open a shell in a node of the running lab (laptop, box, homerouter, internet, vpn,
+                  coord, teamrouter, teammate)
   forward         open the box's pages to this machine's browser, as the laptop sees them
   down            stop and remove the demo's lab and any a crashed run left (--all: every lab)
   list            list the labs on this machine
@@ -63,10 +66,14 @@ func labLogf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", a
 // labUp builds a lab with the box running and the laptop addressed, then waits for
 // Ctrl-C and removes everything.
 func labUp(args []string) error {
-	fs := flags("lab up", "lab up [--vpn]")
+	fs := flags("lab up", "lab up [--vpn] [--mesh]")
 	withVPN := fs.Bool("vpn", false, "add the VPN provider and give the box its WAN by DHCP and the VPN")
+	withMesh := fs.Bool("mesh", false, "add the team mesh (Headscale, a teammate behind its own NAT; scripts/tools.sh builds them) and the VPN")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *withMesh {
+		*withVPN = true // the box reaches Headscale only through its VPN
 	}
 	bin, err := self()
 	if err != nil {
@@ -74,7 +81,7 @@ func labUp(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	l, err := lab.Up(ctx, lab.Options{Binary: bin, Logf: labLogf, VPN: *withVPN})
+	l, err := lab.Up(ctx, lab.Options{Binary: bin, Logf: labLogf, VPN: *withVPN, Mesh: *withMesh})
 	if err != nil {
 		return err
 	}
@@ -91,6 +98,10 @@ func labUp(args []string) error {
 	if *withVPN {
 		fmt.Printf("  the box's VPN:          %s vpn status --socket %s\n", bin, l.BoxSocket())
 	}
+	if m := l.Mesh; m != nil {
+		fmt.Printf("  Headscale:              %s (CA %s; API key in %s/api-key)\n", m.URL, m.CAFile, m.Dir)
+		fmt.Printf("  a shell in the teammate: %s lab shell teammate (tailscale --socket=%s status)\n", bin, m.TeammateSocket)
+	}
 	fmt.Println("Ctrl-C removes the lab.")
 	<-ctx.Done()
 	return nil
@@ -102,7 +113,7 @@ func labShell(args []string) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return fmt.Errorf("name the node: laptop, box, homerouter, internet (or vpn, in a lab with the VPN)")
+		return fmt.Errorf("name the node: laptop, box, homerouter, internet (or vpn, in a lab with the VPN; coord, teamrouter, teammate in one with the mesh)")
 	}
 	st, err := lab.Find()
 	if err != nil {
