@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -116,17 +117,22 @@ func reexec() error {
 
 // Box is the running appliance: every room, wired together.
 type Box struct {
-	mu      sync.Mutex // guards cfg
+	mu      sync.Mutex // guards cfg and boxName
 	cfg     Config
+	boxName string // the owner's name for the box, over dns.name; "" for none
 	log     *slog.Logger
 	started time.Time
 	leaks   *leaklog.Log
-	lan     *lan.LAN
 	queries *querylog.Log
-	dns     *dns.Server
-	dhcp    *dhcp.Server
-	web     *http.Server
-	webTLS  *http.Server
+	// The LAN side: the port and the services on it. Moving the box to another
+	// LAN address replaces them all while the rest runs on (move.go); readers
+	// load them, and moveMu keeps a move and Close apart.
+	lan     atomic.Pointer[lan.LAN]
+	dns     atomic.Pointer[dns.Server]
+	dhcp    atomic.Pointer[dhcp.Server]
+	moveMu  sync.Mutex
+	web     *http.Server // guarded by moveMu
+	webTLS  *http.Server // guarded by moveMu
 	api     *http.Server
 	setup   *setup.Setup
 	vault   *vault.Vault
@@ -150,25 +156,25 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 		b.cfg = cfg
 	}
 	b.leaks = leaklog.New(leaklog.Config{})
+	b.queries = querylog.New(querylog.Config{MaxEntries: cfg.DNS.QueryLog})
 	l, err := lan.Open(cfg.LAN, lan.Deps{Logger: log.With("room", "datapath"), Leaks: b.leaks})
 	if err != nil {
 		return nil, err
 	}
-	b.lan = l
+	b.lan.Store(l)
 
 	if err := b.openOwner(cfg); err != nil {
 		b.Close()
 		return nil, err
 	}
+	if b.setup.Done() {
+		b.boxName = b.setup.BoxName()
+	}
 	if err := b.startVPN(cfg); err != nil {
 		b.Close()
 		return nil, err
 	}
-	if err := b.startDNS(cfg); err != nil {
-		b.Close()
-		return nil, err
-	}
-	if err := b.startDHCP(cfg); err != nil {
+	if err := b.startLANServices(cfg, l); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -180,8 +186,9 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 		b.Close()
 		return nil, err
 	}
-	if name := b.setup.BoxName(); name != "" && b.setup.Done() {
-		b.setBoxName(name)
+	if err := b.serveUI(l); err != nil {
+		b.Close()
+		return nil, err
 	}
 
 	apiLn, err := localapi.Listen(cfg.API.Socket)
@@ -201,84 +208,92 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 	return b, nil
 }
 
+// startLANServices runs the resolver and the DHCP server on the LAN port l.
+func (b *Box) startLANServices(cfg Config, l *lan.LAN) error {
+	d, err := b.startDNS(cfg, l)
+	if err != nil {
+		return err
+	}
+	b.dns.Store(d)
+	srv, err := b.startDHCP(cfg, l, d)
+	if err != nil {
+		return err
+	}
+	b.dhcp.Store(srv)
+	return nil
+}
+
 // startDNS runs the resolver on udp/53 and tcp/53 of the LAN address.
-func (b *Box) startDNS(cfg Config) error {
-	b.queries = querylog.New(querylog.Config{MaxEntries: cfg.DNS.QueryLog})
-	srv, err := dns.New(cfg.DNS, dns.Deps{
+func (b *Box) startDNS(cfg Config, l *lan.LAN) (*dns.Server, error) {
+	srv, err := dns.New(b.dnsConfig(cfg), dns.Deps{
 		Logger:       b.log.With("room", "dns"),
-		LAN:          b.lan.Prefix(),
+		LAN:          l.Prefix(),
 		SetupPending: func() bool { return b.captiveURL() != "" },
 		Queries:      b.queries,
-		MACOf:        b.lan.NeighborMAC,
+		MACOf:        l.NeighborMAC,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	pc, err := b.lan.ListenUDP(dns.Port)
+	pc, err := l.ListenUDP(dns.Port)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ln, err := b.lan.ListenTCP(dns.Port)
+	ln, err := l.ListenTCP(dns.Port)
 	if err != nil {
 		pc.Close()
-		return err
+		return nil, err
 	}
-	b.dns = srv
 	go func() {
 		if err := srv.Serve(pc, ln); err != nil {
 			b.errc <- err
 		}
 	}()
-	return nil
+	return srv, nil
 }
 
 // startDHCP runs the DHCP server on udp/67 of the LAN port. Its lease file lives
 // in state.dir, unencrypted, so addresses are served while the box is locked.
-func (b *Box) startDHCP(cfg Config) error {
-	conn, err := b.lan.ListenUDPBroadcast(dhcp.ServerPort)
+func (b *Box) startDHCP(cfg Config, l *lan.LAN, d *dns.Server) (*dhcp.Server, error) {
+	conn, err := l.ListenUDPBroadcast(dhcp.ServerPort)
 	if err != nil {
-		return err
-	}
-	var names dhcp.HostNames
-	if b.dns != nil {
-		names = b.dns.Names()
+		return nil, err
 	}
 	srv, err := dhcp.New(cfg.DHCP, dhcp.Deps{
 		Conn:       conn,
-		Neighbors:  b.lan,
-		LAN:        b.lan.Prefix(),
+		Neighbors:  l,
+		LAN:        l.Prefix(),
 		StateDir:   cfg.State.Dir,
-		HostNames:  names,
+		HostNames:  d.Names(),
 		CaptiveURL: b.captiveURL,
 		Logger:     b.log.With("room", "dhcp"),
 	})
 	if err != nil {
 		conn.Close()
-		return err
+		return nil, err
 	}
-	b.dhcp = srv
 	go func() {
 		if err := srv.Serve(); err != nil {
 			b.errc <- fmt.Errorf("dhcp server: %w", err)
 		}
 	}()
-	return nil
+	return srv, nil
 }
 
 // dhcpStats are the DHCP server's counters, for the status.
 func (b *Box) dhcpStats() dhcp.Stats {
-	if b.dhcp == nil {
+	if b.dhcp.Load() == nil {
 		return dhcp.Stats{}
 	}
-	return b.dhcp.Stats()
+	return b.dhcp.Load().Stats()
 }
 
 // devices lists the DHCP leases for the admin API.
 func (b *Box) devices() localapi.Devices {
-	if b.dhcp == nil {
+	if b.dhcp.Load() == nil {
 		return localapi.Devices{Leases: []dhcp.Lease{}}
 	}
-	return localapi.Devices{Leases: b.dhcp.Leases(), Counters: b.dhcp.Stats()}
+	return localapi.Devices{Leases: b.dhcp.Load().Leases(), Counters: b.dhcp.Load().Stats()}
 }
 
 // serve runs srv on ln until Close; a server that fails stops the daemon.
@@ -297,13 +312,19 @@ func (b *Box) Reconfig(cfg Config) error {
 	if cfg.State != old.State || cfg.API != old.API {
 		return errors.New("state.dir and api.socket change only with a restart")
 	}
-	if err := b.lan.Reconfig(cfg.LAN); err != nil {
+	if cfg.LAN.Interface != old.LAN.Interface || cfg.LAN.Address != old.LAN.Address {
+		if err := b.reconfigVPN(old, cfg); err != nil {
+			return err
+		}
+		return b.moveLAN(cfg)
+	}
+	if err := b.lan.Load().Reconfig(cfg.LAN); err != nil {
 		return err
 	}
-	if err := b.dns.Reconfig(cfg.DNS); err != nil {
+	if err := b.dns.Load().Reconfig(b.dnsConfig(cfg)); err != nil {
 		return err
 	}
-	if err := b.dhcp.Reconfig(cfg.DHCP); err != nil {
+	if err := b.dhcp.Load().Reconfig(cfg.DHCP); err != nil {
 		return err
 	}
 	if err := b.reconfigVPN(old, cfg); err != nil {
@@ -321,7 +342,7 @@ func (b *Box) captiveURL() string {
 	if b.config().Setup.Done || (b.setup != nil && b.setup.Done()) {
 		return ""
 	}
-	return "http://" + b.lan.Addr().String() + "/captive-portal/api"
+	return "http://" + b.lan.Load().Addr().String() + "/captive-portal/api"
 }
 
 // config returns the config in force.
@@ -333,10 +354,10 @@ func (b *Box) config() Config {
 
 func (b *Box) status() localapi.Status {
 	cfg := b.config()
-	st := b.lan.Stats()
+	st := b.lan.Load().Stats()
 	c := b.leaks.Counters()
 	var svcs []string
-	for _, s := range b.lan.Services() {
+	for _, s := range b.lan.Load().Services() {
 		svcs = append(svcs, fmt.Sprintf("%s/%d", s.Proto, s.Port))
 	}
 	return localapi.Status{
@@ -346,13 +367,13 @@ func (b *Box) status() localapi.Status {
 		LAN: localapi.LANStatus{
 			Interface:     cfg.LAN.Interface,
 			Address:       cfg.LAN.Address.String(),
-			MAC:           b.lan.MAC().String(),
+			MAC:           b.lan.Load().MAC().String(),
 			Services:      svcs,
 			Reveal:        cfg.LAN.RevealOn(),
 			Dropped:       c.Total,
 			Link:          st.Link,
 			StackDropped:  st.StackDropped,
-			StackCounters: b.lan.StackCounters(),
+			StackCounters: b.lan.Load().StackCounters(),
 		},
 		DNS:  b.dnsStatus(),
 		DHCP: b.dhcpStats(),
@@ -361,7 +382,7 @@ func (b *Box) status() localapi.Status {
 }
 
 func (b *Box) dnsStatus() localapi.DNSStatus {
-	ds := b.dns.Stats()
+	ds := b.dns.Load().Stats()
 	qc := b.queries.Counters()
 	return localapi.DNSStatus{
 		Domain:     ds.Domain,
@@ -376,6 +397,8 @@ func (b *Box) dnsStatus() localapi.DNSStatus {
 
 // Close stops every room, the servers first so clients see a clean end.
 func (b *Box) Close() error {
+	b.moveMu.Lock()
+	defer b.moveMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	for _, srv := range []*http.Server{b.web, b.webTLS, b.api} {
@@ -396,14 +419,14 @@ func (b *Box) Close() error {
 	if b.api != nil {
 		os.Remove(b.config().API.Socket)
 	}
-	if b.dhcp != nil {
-		b.dhcp.Close()
+	if d := b.dhcp.Load(); d != nil {
+		d.Close()
 	}
-	if b.dns != nil {
-		b.dns.Close()
+	if d := b.dns.Load(); d != nil {
+		d.Close()
 	}
-	if b.lan != nil {
-		b.lan.Close()
+	if l := b.lan.Load(); l != nil {
+		l.Close()
 	}
 	return nil
 }

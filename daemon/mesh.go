@@ -269,9 +269,9 @@ func (b *Box) meshDown(reason string) {
 	if node != nil {
 		node.Close()
 	}
-	b.lan.SetTeam(nil, netip.Addr{}, nil)
-	if b.dns != nil {
-		b.dns.Names().Clear(teamSource)
+	b.lan.Load().SetTeam(nil, netip.Addr{}, nil)
+	if b.dns.Load() != nil {
+		b.dns.Load().Names().Clear(teamSource)
 	}
 }
 
@@ -309,13 +309,13 @@ func (b *Box) syncTeam(node *tailnet.Node) {
 			names[p.Name+"."+teamLabel] = p.Addrs
 		}
 	}
-	if err := b.lan.SetTeam(node, self, devices); err != nil {
+	if err := b.lan.Load().SetTeam(node, self, devices); err != nil {
 		b.log.Warn("updating the way to the team", "err", err)
 	}
-	if b.dns == nil {
+	if b.dns.Load() == nil {
 		return
 	}
-	zone := b.dns.Names()
+	zone := b.dns.Load().Names()
 	for _, r := range zone.Records() {
 		if r.Source != teamSource {
 			continue

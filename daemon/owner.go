@@ -15,8 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/datapath/leaklog"
 	"github.com/redoubt/redoubt/dhcp"
+	"github.com/redoubt/redoubt/dns"
 	"github.com/redoubt/redoubt/dns/querylog"
 	"github.com/redoubt/redoubt/internal/timeseries"
 	"github.com/redoubt/redoubt/internal/version"
@@ -69,7 +71,7 @@ func (b *Box) startUI(cfg Config) error {
 		Vault:    b.vault,
 		Box:      (*ownerBox)(b),
 		StateDir: cfg.State.Dir,
-		Addr:     b.lan.Addr,
+		Addr:     func() netip.Addr { return b.lan.Load().Addr() },
 		Names:    b.uiNames,
 		Steps:    b.uiSteps(),
 		Team:     (*ownerTeam)(b),
@@ -78,31 +80,36 @@ func (b *Box) startUI(cfg Config) error {
 		return err
 	}
 	b.ui = u
-	httpLn, err := b.lan.ListenTCP(httpPort)
+	return nil
+}
+
+// serveUI serves the owner's pages on http/80 and https/443 of the LAN port l.
+func (b *Box) serveUI(l *lan.LAN) error {
+	httpLn, err := l.ListenTCP(httpPort)
 	if err != nil {
 		return err
 	}
-	httpsLn, err := b.lan.ListenTCP(httpsPort)
+	httpsLn, err := l.ListenTCP(httpsPort)
 	if err != nil {
 		httpLn.Close()
 		return err
 	}
 	uiLog := b.log.With("room", "ui")
-	b.web = ui.Server(u.Handler(), uiLog)
-	b.webTLS = ui.Server(u.Handler(), uiLog)
+	b.web = ui.Server(b.ui.Handler(), uiLog)
+	b.webTLS = ui.Server(b.ui.Handler(), uiLog)
 	b.serve("web", b.web, httpLn)
-	b.serve("web-tls", b.webTLS, tls.NewListener(httpsLn, u.TLSConfig()))
+	b.serve("web-tls", b.webTLS, tls.NewListener(httpsLn, b.ui.TLSConfig()))
 	return nil
 }
 
 // uiNames are the names the owner's pages answer to: the box's names in the local
 // domain.
 func (b *Box) uiNames() []string {
-	if b.dns == nil {
+	if b.dns.Load() == nil {
 		return nil
 	}
 	var out []string
-	for _, r := range b.dns.Names().Records() {
+	for _, r := range b.dns.Load().Names().Records() {
 		if r.Source == "box" {
 			out = append(out, strings.TrimSuffix(r.Name, "."))
 		}
@@ -123,7 +130,7 @@ func (o *ownerBox) Status() ui.Status {
 		Version: version.Get().Version,
 		Started: b.started,
 		BoxName: b.setup.BoxName(),
-		LAN:     ui.ServiceState{State: "up", Detail: fmt.Sprintf("%s, box at %s", cfg.LAN.Interface, b.lan.Addr())},
+		LAN:     ui.ServiceState{State: "up", Detail: fmt.Sprintf("%s, box at %s", cfg.LAN.Interface, b.lan.Load().Addr())},
 	}
 	st.WAN, st.VPN = b.vpnServiceStates()
 	st.Mesh.State, st.Mesh.Detail = b.meshState()
@@ -134,10 +141,10 @@ func (o *ownerBox) Status() ui.Status {
 }
 
 func (b *Box) dhcpLeases() []dhcp.Lease {
-	if b.dhcp == nil {
+	if b.dhcp.Load() == nil {
 		return nil
 	}
-	return b.dhcp.Leases()
+	return b.dhcp.Load().Leases()
 }
 
 // deviceNames maps hardware and IP addresses to the names devices gave.
@@ -328,7 +335,8 @@ func (o *ownerBox) Settings() ui.Settings {
 // restart.
 func (o *ownerBox) ApplySettings(s ui.Settings) error {
 	b := o.box()
-	next := b.config()
+	cur := b.config()
+	next := cur
 	addr, err := netip.ParsePrefix(s.LANAddress)
 	if err != nil {
 		return &ui.FieldError{Field: "lan_address", Message: "Write an address with its prefix length, such as 10.201.86.1/24."}
@@ -337,7 +345,10 @@ func (o *ownerBox) ApplySettings(s ui.Settings) error {
 	if err != nil {
 		return &ui.FieldError{Field: "lease_time", Message: "Write a duration such as 12h, 90m or 1h30m."}
 	}
-	next.LAN.Address = addr
+	moving := addr != cur.LAN.Address
+	if moving {
+		next = onLAN(next, addr)
+	}
 	next.DHCP.LeaseTime = lease
 	next.DHCP.Reservations = nil
 	for i, r := range s.Reservations {
@@ -350,8 +361,25 @@ func (o *ownerBox) ApplySettings(s ui.Settings) error {
 	if err := next.Validate(); err != nil {
 		return &ui.FieldError{Field: fieldOf(err), Message: err.Error()}
 	}
-	if next.LAN.Address != b.config().LAN.Address {
-		return &ui.FieldError{Field: "lan_address", Message: "Changing the box's address needs a restart of its network side; set lan.address in the config file and restart the box."}
+	if moving {
+		// The page that asked is served on the address about to go: it gets
+		// its answer first, and the move follows.
+		if err := b.saveOverrides(next); err != nil {
+			return fmt.Errorf("keeping the settings: %w", err)
+		}
+		if s.BoxName != b.setup.BoxName() {
+			b.setBoxName(s.BoxName)
+		}
+		go func() {
+			time.Sleep(moveAfter)
+			if err := b.Reconfig(next); err != nil {
+				b.log.Error("the box stays at its old address", "address", cur.LAN.Address.String(), "err", err)
+				if err := b.saveOverrides(b.config()); err != nil {
+					b.log.Error("keeping the settings", "err", err)
+				}
+			}
+		}()
+		return nil
 	}
 	if err := b.Reconfig(next); err != nil {
 		return &ui.FieldError{Field: fieldOf(err), Message: err.Error()}
@@ -433,23 +461,37 @@ func (o *ownerBox) SetupDone() { b := o.box(); b.setBoxName(b.setup.BoxName()) }
 
 // setBoxName gives the box's DNS name the owner's choice ("" for the default).
 func (b *Box) setBoxName(name string) {
-	if b.dns == nil {
+	b.mu.Lock()
+	b.boxName = name
+	b.mu.Unlock()
+	d := b.dns.Load()
+	if d == nil {
 		return
 	}
-	cfg := b.config()
-	if name != "" {
-		cfg.DNS.Name = name
-		// A copy: the config in force shares this slice. The new name cannot
-		// also be an alias (the DNS room refuses that), and the old default
-		// name keeps working.
-		cfg.DNS.Aliases = slices.DeleteFunc(slices.Clone(cfg.DNS.Aliases), func(a string) bool { return strings.EqualFold(a, name) })
-		if !strings.EqualFold(name, "redoubt") && !slices.Contains(cfg.DNS.Aliases, "redoubt") {
-			cfg.DNS.Aliases = append(cfg.DNS.Aliases, "redoubt")
-		}
-	}
-	if err := b.dns.Reconfig(cfg.DNS); err != nil {
+	if err := d.Reconfig(b.dnsConfig(b.config())); err != nil {
 		b.log.Warn("renaming the box in DNS", "name", name, "err", err)
 	}
+}
+
+// dnsConfig is cfg's [dns] section with the owner's name for the box laid over
+// the config file's.
+func (b *Box) dnsConfig(cfg Config) dns.Config {
+	b.mu.Lock()
+	name := b.boxName
+	b.mu.Unlock()
+	c := cfg.DNS
+	if name == "" {
+		return c
+	}
+	c.Name = name
+	// A copy: the config in force shares this slice. The new name cannot also
+	// be an alias (the DNS room refuses that), and the old default name keeps
+	// working.
+	c.Aliases = slices.DeleteFunc(slices.Clone(c.Aliases), func(a string) bool { return strings.EqualFold(a, name) })
+	if !strings.EqualFold(name, "redoubt") && !slices.Contains(c.Aliases, "redoubt") {
+		c.Aliases = append(c.Aliases, "redoubt")
+	}
+	return c
 }
 
 // consoleOwner is what the local API (the box's console) does for the owner.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -212,6 +213,7 @@ func (u *UI) saveSettings(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	next.Reservations = rs
+	before := u.d.Box.Settings()
 	if err := u.d.Box.ApplySettings(next); err != nil {
 		var fe *FieldError
 		if !errors.As(err, &fe) {
@@ -227,7 +229,29 @@ func (u *UI) saveSettings(w http.ResponseWriter, r *http.Request, s *session) {
 		u.d.Logger.Warn("reissuing the UI certificate", "err", err)
 	}
 	u.logf(r, "settings changed")
+	if to, err := netip.ParsePrefix(next.LANAddress); err == nil && next.LANAddress != before.LANAddress {
+		// The box is about to leave the address this page came from.
+		u.logf(r, "the box moves to "+to.String())
+		mv := movingView{Address: to.Addr().String(), Name: u.canonicalName()}
+		u.render(w, r, http.StatusOK, "message", view{Title: "The box is moving", Data: mv,
+			Notice: "Saved. In a moment the box moves to " + mv.Address + ". Your laptop's network goes away for a few seconds and comes back with an address on the new LAN."})
+		return
+	}
 	http.Redirect(w, r, "/settings?saved=Saved.", http.StatusSeeOther)
+}
+
+// movingView is the page shown when the box moves to another LAN address.
+type movingView struct {
+	Address string // the box's new address
+	Name    string // the box's name, which follows it ("" if it has none)
+}
+
+// canonicalName is the box's first name, or "" if it has none.
+func (u *UI) canonicalName() string {
+	if n := u.d.Names(); len(n) > 0 {
+		return n[0]
+	}
+	return ""
 }
 
 func (u *UI) changePassphrase(w http.ResponseWriter, r *http.Request, s *session) {

@@ -350,6 +350,16 @@ func (u *UI) canonicalHost() string {
 	return u.d.Addr().String()
 }
 
+// RenewCert reissues the HTTPS certificate if the box's address or names no
+// longer match it. While the box is locked the CA cannot be read: the
+// certificate is renewed at the next unlock.
+func (u *UI) RenewCert() error {
+	if u.d.Vault.Locked() || !u.d.Setup.Done() {
+		return nil
+	}
+	return u.ensureServerCert()
+}
+
 // ensureServerCert issues (or renews) the HTTPS certificate from the CA in the
 // vault; the vault must be unlocked.
 func (u *UI) ensureServerCert() error {

@@ -502,6 +502,15 @@ func TestSettings(t *testing.T) {
 	if got := r.box.Settings(); got.LeaseTime != "2h" || len(got.Reservations) != 1 || got.Reservations[0].IP != "10.201.86.20" {
 		t.Fatalf("applied: %+v", got)
 	}
+	// A new LAN address: the page says where the box is going, by name and by
+	// address, rather than sending the browser back to an address about to go.
+	form.Set("lan_address", "10.77.0.1/24")
+	form.Set("reservations", "")
+	res := r.do("POST", r.secure.URL, "/settings", form, nil)
+	if res.status != http.StatusOK || !strings.Contains(res.body, "moves to 10.77.0.1") ||
+		!strings.Contains(res.body, `href="http://10.77.0.1/settings"`) || !strings.Contains(res.body, `href="http://kestrel.home.arpa/settings"`) {
+		t.Fatalf("moving: %d %s", res.status, res.body)
+	}
 
 	// Passphrase change: the old one stops working.
 	pw := url.Values{"csrf": {csrf}, "current": {"not it at all"}, "passphrase": {"quartz meadow falcon ember"}, "confirm": {"quartz meadow falcon ember"}}

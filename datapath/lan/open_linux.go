@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -96,26 +97,50 @@ func prepareInterface(name string) error {
 }
 
 // setUp brings the interface up.
-func setUp(name string) error {
+func setUp(name string) error { return setLink(name, true) }
+
+// Bounce takes the interface down for the given time and brings it back up: to
+// the devices on the port it looks like the cable was pulled and plugged back in,
+// and they ask DHCP for their address again (NetworkManager, Windows and macOS
+// all do on a link that returns). The LAN must be closed while it runs.
+func Bounce(name string, down time.Duration) error {
+	if err := setLink(name, false); err != nil {
+		return err
+	}
+	time.Sleep(down)
+	return setLink(name, true)
+}
+
+// setLink brings the interface up or down.
+func setLink(name string, up bool) error {
+	verb := "up"
+	if !up {
+		verb = "down"
+	}
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("bringing %s up: %w", name, err)
+		return fmt.Errorf("bringing %s %s: %w", name, verb, err)
 	}
 	defer unix.Close(fd)
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
-		return fmt.Errorf("bringing %s up: %w", name, err)
+		return fmt.Errorf("bringing %s %s: %w", name, verb, err)
 	}
 	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
 		return fmt.Errorf("reading flags of %s: %w", name, err)
 	}
 	flags := ifr.Uint16()
-	if flags&unix.IFF_UP != 0 {
+	if (flags&unix.IFF_UP != 0) == up {
 		return nil
 	}
-	ifr.SetUint16(flags | unix.IFF_UP)
+	if up {
+		flags |= unix.IFF_UP
+	} else {
+		flags &^= unix.IFF_UP
+	}
+	ifr.SetUint16(flags)
 	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bringing %s up: %w", name, err)
+		return fmt.Errorf("bringing %s %s: %w", name, verb, err)
 	}
 	return nil
 }

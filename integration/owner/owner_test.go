@@ -23,6 +23,7 @@ import (
 
 	"github.com/redoubt/redoubt/lab"
 	"github.com/redoubt/redoubt/lab/labtest"
+	"github.com/redoubt/redoubt/ui/localapi"
 )
 
 func TestMain(m *testing.M) { labtest.Main(m) }
@@ -199,8 +200,20 @@ func TestOwnerLifecycle(t *testing.T) {
 	if st, _ := e.Box.API.Status(ctx); st.Owner.Locked {
 		t.Fatal("still locked after redoubt unlock")
 	}
-	if _, err := lab.SignIn(ctx, owner, secureBase, passphrase); err != nil {
+	csrf, err := lab.SignIn(ctx, owner, secureBase, passphrase)
+	if err != nil {
 		t.Fatalf("sign in after unlock: %v", err)
+	}
+
+	// The owner moves the box to another LAN from the settings page, and back:
+	// no restart, and the laptop finds the box again at the new address.
+	moved := netip.MustParsePrefix("10.77.0.1/24")
+	dc, csrf = moveLAN(t, ctx, e, owner, dc, secureBase, csrf, moved, caPEM)
+	dc, _ = moveLAN(t, ctx, e, owner, dc, "https://"+moved.Addr().String(), csrf, netip.PrefixFrom(lab.BoxLAN, lab.LANPrefix.Bits()), caPEM)
+	defer dc.Stop()
+	owner = e.Lab.HTTPClient(lab.Laptop, []byte(caPEM))
+	if _, err := lab.SignIn(ctx, owner, secureBase, passphrase); err != nil {
+		t.Fatalf("sign in after moving back: %v", err)
 	}
 	if out, err := exec.Command(bin, "lock", "--socket", e.Box.Socket).CombinedOutput(); err != nil {
 		t.Fatalf("redoubt lock: %v %s", err, out)
@@ -239,6 +252,85 @@ func TestOwnerLifecycle(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// moveLAN changes the box's LAN address on the settings page at base and
+// follows the box like a laptop does: the link drops and returns, the laptop asks
+// DHCP again, and the box answers at the new address, by name too, with a
+// certificate for it. It returns the laptop's new DHCP client and the CSRF token
+// of a session at the new address.
+func moveLAN(t *testing.T, ctx context.Context, e *labtest.Env, owner *http.Client, dc *lab.DHCPClient,
+	base, csrf string, to netip.Prefix, caPEM string) (*lab.DHCPClient, string) {
+	t.Helper()
+	status := func() localapi.Status {
+		st, err := e.Box.API.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	from := status().LAN.Address
+	form := url.Values{"csrf": {csrf}, "box_name": {"kestrel"}, "lan_address": {to.String()}, "lease_time": {"12h"}, "reservations": {""}}
+	resp, err := owner.PostForm(base+"/settings", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "moves to "+to.Addr().String()) {
+		t.Fatalf("moving to %v: %d %s", to, resp.StatusCode, body)
+	}
+
+	// The laptop sees its link go down and come back.
+	operstate := func() string {
+		out, _ := e.Lab.Exec(ctx, lab.Laptop, "cat", "/sys/class/net/"+lab.LaptopIface+"/operstate")
+		return strings.TrimSpace(out)
+	}
+	waitState := func(want func(string) bool, what string) {
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if want(operstate()) {
+				return
+			}
+		}
+		t.Fatalf("moving to %v: the laptop's link never %s (%s)", to, what, operstate())
+	}
+	waitState(func(s string) bool { return s != "up" }, "went down")
+	start := time.Now()
+	waitState(func(s string) bool { return s == "up" }, "came back")
+	t.Logf("moving to %v: the laptop's link was down for %v", to, time.Since(start).Round(100*time.Millisecond))
+
+	// As a laptop does on a link that returns, it asks DHCP afresh.
+	dc.Stop()
+	next, err := e.Lab.StartUDHCPC(ctx, lab.DHCPOptions{Hostname: "laptop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease, _, err := next.WaitLease(ctx, 0)
+	if err != nil {
+		t.Fatalf("no lease after moving to %v: %v", to, err)
+	}
+	box := to.Addr()
+	if !to.Masked().Contains(lease.Addr.Addr()) || len(lease.Router) == 0 || lease.Router[0] != box || len(lease.DNS) == 0 || lease.DNS[0] != box {
+		t.Fatalf("the lease after moving to %v: %+v", to, lease)
+	}
+	waitAddr(t, e, lease.Addr)
+	if st := status(); st.LAN.Address != to.String() {
+		t.Errorf("the box's status after moving to %v says %s", to, st.LAN.Address)
+	}
+	if out, err := e.Lab.Exec(ctx, lab.Laptop, "dig", "+short", "+tries=1", "+time=2", "@"+box.String(), "kestrel.home.arpa"); err != nil || strings.TrimSpace(out) != box.String() {
+		t.Errorf("after moving to %v the box's name resolves to %q (%v)", to, out, err)
+	}
+	if out, err := e.Lab.Exec(ctx, lab.Laptop, "dig", "+short", "+tries=1", "+time=1", "@"+netip.MustParsePrefix(from).Addr().String(), "kestrel.home.arpa"); err == nil && strings.TrimSpace(out) != "" {
+		t.Errorf("after moving to %v the old address %s still answers: %q", to, from, out)
+	}
+	// The certificate now names the new address, and the owner signs in there.
+	c := e.Lab.HTTPClient(lab.Laptop, []byte(caPEM))
+	newCSRF, err := lab.SignIn(ctx, c, "https://"+box.String(), passphrase)
+	if err != nil {
+		t.Fatalf("signing in at %v after the move: %v", box, err)
+	}
+	*owner = *c
+	return next, newCSRF
 }
 
 // TestAdminOnlyOnTheLAN tries the admin ports from everywhere but the LAN port:
