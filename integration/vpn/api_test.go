@@ -1,9 +1,12 @@
 package vpn_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -124,6 +127,25 @@ gateway = %q
 	if strings.Contains(e.Box.Output(), key) {
 		t.Error("the box's log holds the private key")
 	}
+	// Nor on the box's disk, as text or as its 32 bytes: the config is sealed
+	// in the vault.
+	raw, err := base64.StdEncoding.DecodeString(key)
+	if err != nil || len(raw) != 32 {
+		t.Fatalf("the lab's VPN key %q: %v", key, err)
+	}
+	filepath.WalkDir(filepath.Join(e.Lab.Dir, "box-state"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(key)) || bytes.Contains(b, raw) {
+			t.Errorf("%s holds the VPN's private key in the clear", path)
+		}
+		return nil
+	})
 
 	// A restart: the box is locked, the sealed config unreadable, the VPN down;
 	// the owner unlocks it at the console and it comes up.
@@ -182,7 +204,7 @@ func putRaw(t *testing.T, e *labtest.Env, text string) rawResp {
 func privateKeyLine(conf string) string {
 	for _, l := range strings.Split(conf, "\n") {
 		if k, v, ok := strings.Cut(l, "="); ok && strings.TrimSpace(k) == "PrivateKey" {
-			return strings.TrimSpace(v) + "=" // the base64 key ends in =
+			return strings.TrimSpace(v) // Cut splits at the first "=", so the key's padding stays
 		}
 	}
 	return "no key"
