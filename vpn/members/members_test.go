@@ -135,6 +135,9 @@ echo "test: the box's CA is trusted"`
 	if canCA && err == nil && !strings.Contains(string(out), "test: the box's CA is trusted") {
 		t.Fatalf("the CA step did not run:\n%s", out)
 	}
+	if host, _ := os.ReadFile("/etc/ssl/certs/ca-certificates.crt"); strings.Contains(string(host), strings.Split(caPEMFromScript(t, b.Shell), "\n")[1]) {
+		t.Fatal("the enrollment script changed this machine's trust store")
+	}
 	return string(out), err
 }
 
