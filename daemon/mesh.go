@@ -110,6 +110,7 @@ func (b *Box) startMesh(cfg Config) error {
 		return fmt.Errorf("routing tailscale through the VPN: %w", err)
 	}
 	b.mesh = &mesh{cfg: cfg.Mesh, members: m, proxy: p, reason: "the box is locked"}
+	m.Start() // Headscale's status, checked with backoff once the mesh is set up
 	return nil
 }
 

@@ -59,7 +59,13 @@ func (l *Lab) StartBox(ctx context.Context, config string) (*RunningBox, error) 
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
-	p, err := l.Start(Box, "box", l.Binary, "serve", "--config", cfgPath)
+	var env []string
+	if l.Mesh != nil {
+		// The lab's Headscale has a certificate from the run's own CA; a real
+		// one has a public certificate the system's roots verify.
+		env = append(env, "SSL_CERT_FILE="+l.Mesh.CAFile)
+	}
+	p, err := l.StartEnv(Box, "box", env, l.Binary, "serve", "--config", cfgPath)
 	if err != nil {
 		return nil, err
 	}

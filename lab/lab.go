@@ -465,6 +465,11 @@ type Proc struct {
 // Start runs argv in node's namespace in the background, its output going to
 // <Dir>/<name>.log.
 func (l *Lab) Start(node, name string, argv ...string) (*Proc, error) {
+	return l.StartEnv(node, name, nil, argv...)
+}
+
+// StartEnv is Start with env ("KEY=value") added to the process's environment.
+func (l *Lab) StartEnv(node, name string, env []string, argv ...string) (*Proc, error) {
 	logPath := filepath.Join(l.Dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -473,7 +478,7 @@ func (l *Lab) Start(node, name string, argv ...string) (*Proc, error) {
 	args := append([]string{"netns", "exec", l.NS(node)}, argv...)
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	cmd.Env = append(append(os.Environ(), "LC_ALL=C"), env...)
 	// Its own session: a Ctrl-C in the terminal reaches the lab's cleanup, not
 	// every process at once; and a persistent lab's processes outlive us.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -8,24 +8,12 @@
 package vpn_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/redoubt/redoubt/lab"
 	"github.com/redoubt/redoubt/lab/labtest"
@@ -82,110 +70,28 @@ func fetch(e *labtest.Env, url string, timeout time.Duration) (external.FetchRes
 	return e.Box.API.FetchVPN(ctx, localapi.FetchRequest{URL: url, Keep: 512, TimeoutSeconds: int(timeout / time.Second)})
 }
 
-// capture is tcpdump on the home router's side of the box's WAN cable.
-type capture struct {
-	cmd  *exec.Cmd
-	file string
-	out  bytes.Buffer
-}
-
-func startCapture(t *testing.T, e *labtest.Env) *capture {
+// startCapture records the box's WAN cable from the home router's side.
+func startCapture(t *testing.T, e *labtest.Env) *lab.WANCapture {
 	t.Helper()
-	c := &capture{file: filepath.Join(t.TempDir(), "wan.pcap")}
-	c.cmd = e.Lab.Cmd(context.Background(), lab.HomeRouter, "tcpdump", "-i", lab.HomeLANIface, "-n", "--immediate-mode", "-U", "-s", "200", "-w", c.file)
-	c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
-	if err := c.cmd.Start(); err != nil {
+	c, err := e.Lab.CaptureWAN()
+	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(c.out.String(), "listening on"); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("tcpdump did not start: %s", c.out.String())
-		}
-	}
-	t.Cleanup(func() { c.cmd.Process.Kill(); c.cmd.Wait() })
 	return c
 }
 
-// verdict sorts what the capture saw.
-type verdict struct {
-	total, vpnOut, vpnIn, icmpAboutVPN, arp, dhcp int
-	other                                         []string
-}
-
-func (c *capture) stop(t *testing.T) verdict {
+// stopCapture ends c and checks the WAN carried only the VPN's flow.
+func stopCapture(t *testing.T, c *lab.WANCapture) lab.WANVerdict {
 	t.Helper()
-	time.Sleep(200 * time.Millisecond) // the last packets reach the file
-	c.cmd.Process.Signal(syscall.SIGINT)
-	c.cmd.Wait()
-	f, err := os.Open(c.file)
+	v, err := c.Stop()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatalf("reading the capture: %v (%s)", err, c.out.String())
+	t.Logf("WAN capture: %v", v)
+	if v.OtherCount > 0 {
+		t.Errorf("the box's WAN carried packets that are not the VPN's flow:\n%s", strings.Join(v.Other, "\n"))
 	}
-	var v verdict
-	ep := lab.VPNEndpoint
-	for {
-		data, _, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		v.total++
-		p := gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.DecodeOptions{Lazy: true, NoCopy: true})
-		switch {
-		case p.Layer(layers.LayerTypeARP) != nil:
-			v.arp++
-			continue
-		case p.Layer(layers.LayerTypeDHCPv4) != nil:
-			v.dhcp++
-			continue
-		}
-		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-		if ip != nil {
-			src, _ := netip.AddrFromSlice(ip.SrcIP.To4())
-			dst, _ := netip.AddrFromSlice(ip.DstIP.To4())
-			if udp, ok := p.Layer(layers.LayerTypeUDP).(*layers.UDP); ok && ip.Protocol == layers.IPProtocolUDP {
-				if dst == ep.Addr() && uint16(udp.DstPort) == ep.Port() {
-					v.vpnOut++
-					continue
-				}
-				if src == ep.Addr() && uint16(udp.SrcPort) == ep.Port() {
-					v.vpnIn++
-					continue
-				}
-			}
-			// An ICMP error from the endpoint about a datagram to its port (the
-			// server's port closed while it is down).
-			if icmp, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ok && src == ep.Addr() && icmp.TypeCode.Type() == layers.ICMPv4TypeDestinationUnreachable {
-				inner := gopacket.NewPacket(icmp.Payload, layers.LayerTypeIPv4, gopacket.Default)
-				iip, _ := inner.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-				iudp, _ := inner.Layer(layers.LayerTypeUDP).(*layers.UDP)
-				if iip != nil && iudp != nil && iip.DstIP.Equal(net.IP(ep.Addr().AsSlice())) && uint16(iudp.DstPort) == ep.Port() {
-					v.icmpAboutVPN++
-					continue
-				}
-			}
-		}
-		if len(v.other) < 20 {
-			v.other = append(v.other, p.String())
-		}
-	}
-	t.Logf("WAN capture: %d packets: %d VPN out, %d VPN in, %d ICMP about the VPN flow, %d ARP, %d DHCP, %d other",
-		v.total, v.vpnOut, v.vpnIn, v.icmpAboutVPN, v.arp, v.dhcp, len(v.other))
 	return v
-}
-
-func (v verdict) onlyVPN(t *testing.T) {
-	t.Helper()
-	if len(v.other) > 0 {
-		t.Errorf("the box's WAN carried packets that are not the VPN's flow:\n%s", strings.Join(v.other, "\n"))
-	}
 }
 
 // TestOnlyTheVPNFlowOnTheWAN: the box fetches from the internet through its
@@ -203,9 +109,8 @@ func TestOnlyTheVPNFlowOnTheWAN(t *testing.T) {
 	if res.Status != 200 || !strings.Contains(res.Head, "you reached the internet from "+lab.VPNEndpoint.Addr().String()) {
 		t.Errorf("the fetch: %+v", res)
 	}
-	v := c.stop(t)
-	v.onlyVPN(t)
-	if v.vpnOut == 0 || v.vpnIn == 0 {
+	v := stopCapture(t, c)
+	if v.VPNOut == 0 || v.VPNIn == 0 {
 		t.Errorf("the capture shows no VPN flow both ways: %+v", v)
 	}
 
@@ -334,12 +239,11 @@ func TestFailClosedAndReconnect(t *testing.T) {
 	} else {
 		t.Logf("the fetch while down: %v", err)
 	}
-	v := c.stop(t)
-	v.onlyVPN(t)
-	if v.vpnOut == 0 {
+	v := stopCapture(t, c)
+	if v.VPNOut == 0 {
 		t.Errorf("the box did not try to reach the endpoint while down: %+v", v)
 	}
-	if v.vpnIn != 0 {
+	if v.VPNIn != 0 {
 		t.Errorf("the endpoint answered while stopped? %+v", v)
 	}
 	hits, _ := e.Lab.InternetHits()
@@ -358,7 +262,7 @@ func TestFailClosedAndReconnect(t *testing.T) {
 	if res, err := fetch(e, "http://"+lab.Tracker.String()+"/after-return", 20*time.Second); err != nil || res.Status != 200 {
 		t.Errorf("fetch after the server returned: %+v %v", res, err)
 	}
-	c.stop(t).onlyVPN(t)
+	stopCapture(t, c)
 	if e.Box.Pid() != pid {
 		t.Error("the box was restarted")
 	}
