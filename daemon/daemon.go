@@ -378,6 +378,7 @@ func (b *Box) status() localapi.Status {
 		DNS:  b.dnsStatus(),
 		DHCP: b.dhcpStats(),
 		VPN:  b.vpnStatus(),
+		Mesh: b.meshStatus(),
 	}
 }
 

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,12 +11,15 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/redoubt/redoubt/apps/home"
 	"github.com/redoubt/redoubt/dns/plugin/localnames"
+	"github.com/redoubt/redoubt/ui/localapi"
+	"github.com/redoubt/redoubt/ui/pki"
 	"github.com/redoubt/redoubt/vault"
 	"github.com/redoubt/redoubt/vpn/egress"
 	"github.com/redoubt/redoubt/vpn/headscale"
@@ -45,6 +49,9 @@ type MeshConfig struct {
 	Port uint16 `toml:"port"`
 }
 
+// StrictOn reports the effective Strict setting.
+func (c MeshConfig) StrictOn() bool { return c.Strict == nil || *c.Strict }
+
 // meshSettings are the owner's: the team's Headscale and its API key.
 type meshSettings struct {
 	LoginServer string `json:"login_server"`
@@ -73,7 +80,7 @@ type mesh struct {
 
 	mu     sync.Mutex
 	node   *tailnet.Node
-	home   *http.Server
+	home   []*http.Server // the members' page: https, and http leading to it
 	stop   func()
 	reason string // why the node is not running
 }
@@ -88,7 +95,7 @@ func (b *Box) startMesh(cfg Config) error {
 		AppsURL: func() string {
 			if n := b.meshNode(); n != nil {
 				if st := n.Status(); st.Name != "" {
-					return "http://" + st.Name + "/"
+					return "https://" + st.Name + "/"
 				}
 			}
 			return ""
@@ -233,22 +240,83 @@ func (b *Box) meshUp() error {
 		m.mu.Unlock()
 		return err
 	}
-	ln, err := node.Listen("tcp", ":80")
+	servers, err := b.serveMembers(node, name)
 	if err != nil {
 		node.Close()
 		return fmt.Errorf("serving the members' page: %w", err)
 	}
-	log := b.log.With("room", "apps")
-	srv := home.Server(home.Handler(home.Info{BoxName: name}, log), log)
-	go srv.Serve(ln)
 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	go b.followTeam(watchCtx, node)
 	m.mu.Lock()
-	m.node, m.home, m.reason = node, srv, ""
+	m.node, m.home, m.reason = node, servers, ""
 	m.stop = stopWatch
 	m.mu.Unlock()
 	return nil
+}
+
+// serveMembers serves the members' page on the box's tailnet address: HTTPS on
+// 443, with a certificate from the box's CA (the enrollment scripts install it on
+// members' devices) for the box's tailnet names and addresses, and plain HTTP on
+// 80 leading there. The owner's pages are never served on the tailnet.
+func (b *Box) serveMembers(node *tailnet.Node, name string) ([]*http.Server, error) {
+	ln, err := node.Listen("tcp", ":443")
+	if err != nil {
+		return nil, err
+	}
+	ln80, err := node.Listen("tcp", ":80")
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	log := b.log.With("room", "apps")
+	page := home.Server(home.Handler(home.Info{BoxName: name}, log), log)
+	certs := &tailnetCerts{box: b, node: node}
+	go page.Serve(tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}))
+	toHTTPS := home.Server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://"+r.Host+r.URL.RequestURI(), http.StatusMovedPermanently)
+	}), log)
+	go toHTTPS.Serve(ln80)
+	return []*http.Server{page, toHTTPS}, nil
+}
+
+// tailnetCerts issues the members' page's certificate from the box's CA when
+// first asked, and again when the box's tailnet names or addresses change.
+type tailnetCerts struct {
+	box  *Box
+	node *tailnet.Node
+
+	mu   sync.Mutex
+	cert *tls.Certificate
+}
+
+func (c *tailnetCerts) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	st := c.node.Status()
+	var names []string
+	for _, n := range []string{st.Name, st.FQDN} {
+		if n != "" && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !pki.NeedsRenewal(c.cert, names, st.Addrs, time.Now()) {
+		return c.cert, nil
+	}
+	ca, err := pki.LoadCA(c.box.vault)
+	if err != nil {
+		return nil, fmt.Errorf("the box's CA: %w", err)
+	}
+	certPEM, keyPEM, err := ca.Issue(names, st.Addrs)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	c.cert = &cert
+	return c.cert, nil
 }
 
 // meshDown stops the box's node (its state stays in the vault).
@@ -258,13 +326,13 @@ func (b *Box) meshDown(reason string) {
 	}
 	m := b.mesh
 	m.mu.Lock()
-	node, srv, stop := m.node, m.home, m.stop
+	node, servers, stop := m.node, m.home, m.stop
 	m.node, m.home, m.stop, m.reason = nil, nil, nil, reason
 	m.mu.Unlock()
 	if stop != nil {
 		stop()
 	}
-	if srv != nil {
+	for _, srv := range servers {
 		srv.Close()
 	}
 	if node != nil {
@@ -341,6 +409,46 @@ func (b *Box) closeMesh() {
 	b.meshDown("the box is stopping")
 	b.mesh.members.Close()
 	b.mesh.proxy.Close()
+}
+
+// meshStatus is the team mesh for the local API's status.
+func (b *Box) meshStatus() *localapi.MeshStatus {
+	if b.mesh == nil {
+		return nil
+	}
+	ms := b.mesh.members.Status()
+	st := &localapi.MeshStatus{Configured: ms.Configured, HeadscaleDetail: ms.Detail, Strict: b.mesh.cfg.StrictOn(), Node: "off"}
+	switch {
+	case !ms.Configured:
+		st.Headscale = "not configured"
+	case ms.KeyRejected:
+		st.Headscale = "key rejected"
+	case ms.Reachable:
+		st.Headscale = "reachable"
+	default:
+		st.Headscale = "unreachable"
+	}
+	if !ms.Reachable {
+		st.NextTry = ms.NextTry
+	}
+	if !b.vault.Locked() {
+		if s, ok, _ := b.loadMeshSettings(); ok {
+			st.LoginServer = s.LoginServer
+		}
+	}
+	b.mesh.mu.Lock()
+	node, reason := b.mesh.node, b.mesh.reason
+	b.mesh.mu.Unlock()
+	if node == nil {
+		st.NodeDetail = reason
+		return st
+	}
+	ns := node.Status()
+	st.Node, st.NodeDetail, st.Name, st.Peers = ns.State, ns.Detail, ns.Name, ns.Peers
+	for _, a := range ns.Addrs {
+		st.Addrs = append(st.Addrs, a.String())
+	}
+	return st
 }
 
 // meshState is the dashboard's team mesh tile.

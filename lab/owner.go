@@ -39,6 +39,12 @@ func page(ctx context.Context, c *http.Client, method, url_ string, form url.Val
 // name, skipping every optional step, and finishing. base is the box's plain
 // HTTP address ("http://10.201.86.1").
 func SetUpBox(ctx context.Context, client *http.Client, base, code, passphrase, name string) error {
+	return SetUpBoxWith(ctx, client, base, code, passphrase, name, nil)
+}
+
+// SetUpBoxWith is SetUpBox answering the optional steps in answers, by the step's
+// ID ("vpn", "team"), and skipping the others.
+func SetUpBoxWith(ctx context.Context, client *http.Client, base, code, passphrase, name string, answers map[string]url.Values) error {
 	st, body, err := page(ctx, client, http.MethodPost, base+"/setup/code", url.Values{"code": {code}})
 	if err != nil {
 		return fmt.Errorf("entering the setup code: %w", err)
@@ -76,7 +82,13 @@ func SetUpBox(ctx context.Context, client *http.Client, base, code, passphrase, 
 				return fmt.Errorf("an unknown setup step:\n%s", body)
 			}
 			path = m[1]
-			form.Set("skip", "1")
+			if a, ok := answers[strings.TrimPrefix(path, "/setup/step/")]; ok {
+				for k, v := range a {
+					form[k] = v
+				}
+			} else {
+				form.Set("skip", "1")
+			}
 		}
 		st, body, err = page(ctx, client, http.MethodPost, base+path, form)
 		if err != nil {

@@ -150,14 +150,16 @@ func (u *UI) renderTeam(w http.ResponseWriter, r *http.Request, s *session, stat
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
-	v := teamView{Status: u.d.Team.Status()}
-	if v.Status.Configured {
+	var v teamView
+	if u.d.Team.Status().Configured {
+		// Asking Headscale first: the status below is then what it just said.
 		var err error
 		if v.Members, err = u.d.Team.Members(ctx); err != nil {
 			v.Err = err.Error()
 		}
 		v.Pending, _ = u.d.Team.Pending(ctx)
 	}
+	v.Status = u.d.Team.Status()
 	u.render(w, r, status, "team", view{Title: "Team", CSRF: s.csrf, SignedIn: true, Data: v, Fields: fields, Error: msg,
 		Notice: r.URL.Query().Get("done")})
 }

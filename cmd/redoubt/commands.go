@@ -164,6 +164,26 @@ func cmdStatus(args []string) error {
 		}
 		fmt.Fprintf(w, "VPN\t%s\n", line)
 	}
+	if m := st.Mesh; m != nil {
+		line := "not set up"
+		if m.Configured {
+			line = "Headscale " + m.Headscale
+			if m.Headscale != "reachable" && m.HeadscaleDetail != "" {
+				line += " (" + m.HeadscaleDetail + ")"
+			}
+			line += "; the box's node " + m.Node
+			if m.Node == "up" {
+				line += fmt.Sprintf(" as %s %s, %d team device(s)", m.Name, strings.Join(m.Addrs, " "), m.Peers)
+			} else if m.NodeDetail != "" {
+				line += ": " + m.NodeDetail
+			}
+		}
+		mode := "strict: all through the VPN"
+		if !m.Strict {
+			mode = "direct paths allowed"
+		}
+		fmt.Fprintf(w, "team mesh\t%s (%s)\n", line, mode)
+	}
 	return w.Flush()
 }
 

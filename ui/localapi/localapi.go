@@ -33,6 +33,31 @@ type Status struct {
 	DHCP    dhcp.Stats `json:"dhcp"`
 	// VPN is the external VPN's health.
 	VPN *external.Status `json:"vpn,omitempty"`
+	// Mesh is the team mesh's.
+	Mesh *MeshStatus `json:"mesh,omitempty"`
+}
+
+// MeshStatus describes the team mesh: the owner's Headscale as the box last
+// found it, and the box's own node in the tailnet. It holds no secret.
+type MeshStatus struct {
+	// Configured is false until the owner gives Headscale's address and an
+	// API key.
+	Configured  bool   `json:"configured"`
+	LoginServer string `json:"login_server,omitempty"`
+	// Headscale is "reachable", "unreachable", "key rejected" or "not
+	// configured"; HeadscaleDetail says what the box last found.
+	Headscale       string    `json:"headscale"`
+	HeadscaleDetail string    `json:"headscale_detail,omitempty"`
+	NextTry         time.Time `json:"next_try,omitzero"`
+	// Node is the box's node: "up", "connecting", "down" or "off" (locked,
+	// not set up); Name and Addrs are its name and addresses in the tailnet.
+	Node       string   `json:"node"`
+	NodeDetail string   `json:"node_detail,omitempty"`
+	Name       string   `json:"name,omitempty"`
+	Addrs      []string `json:"addrs,omitempty"`
+	Peers      int      `json:"peers"`
+	// Strict: every tailnet packet goes over DERP inside the VPN.
+	Strict bool `json:"strict"`
 }
 
 // DNSStatus describes the resolver.

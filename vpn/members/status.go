@@ -70,7 +70,7 @@ func (m *Manager) statusFailed(err error) {
 	case s.KeyRejected:
 		s.Detail = "the coordination server refuses the box's API key (wrong, expired or revoked): make a new one with `headscale apikeys create` and give it to the box. Members cannot be changed meanwhile; the team's connections are not affected."
 	default:
-		s.Detail = "the coordination server does not answer: " + err.Error() + ". Members cannot be changed meanwhile; the team's existing connections are not affected."
+		s.Detail = "the coordination server does not answer: " + err.Error() + ". Members cannot be changed meanwhile. Devices already connected stay connected while the team's relay is up; a relay that runs inside this Headscale pauses them until it is back."
 	}
 	if s.ConsecutiveFails == 1 || s.ConsecutiveFails%10 == 0 {
 		m.log.Warn("coordination server check failed", "failures", s.ConsecutiveFails, "retry_in", m.st.backoff, "err", err)

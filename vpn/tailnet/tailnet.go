@@ -109,6 +109,7 @@ type Status struct {
 	State  string // "up", "connecting", "down"
 	Detail string
 	Name   string // the box's name in the tailnet
+	FQDN   string // its full MagicDNS name ("kestrel.team.example")
 	Addrs  []netip.Addr
 	Peers  int
 	Strict bool
@@ -246,6 +247,7 @@ func summarize(st *ipnstate.Status) (Status, []Peer) {
 	}
 	if st.Self != nil {
 		s.Name = strings.SplitN(st.Self.DNSName, ".", 2)[0]
+		s.FQDN = strings.TrimSuffix(st.Self.DNSName, ".")
 		s.Addrs = st.Self.TailscaleIPs
 	}
 	for _, h := range st.Health {
