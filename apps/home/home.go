@@ -1,14 +1,17 @@
 // Package home serves the page team members see at the box's name in the team's
-// tailnet: what the box offers them. It is the only page the box serves on the
+// tailnet: what the box offers them, and a download to check their connection to
+// the box. It is the only page the box serves on the
 // tailnet; the owner's pages (package ui) are never served there. The daemon
 // mounts its Handler on the tailnet node's listener.
 package home
 
 import (
 	"embed"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -49,7 +52,40 @@ func Handler(info Info, log *slog.Logger) http.Handler {
 			log.Warn("rendering the members' page", "err", err)
 		}
 	})
+	mux.HandleFunc("GET /speed", speed)
 	return mux
+}
+
+// MaxSpeedMB bounds a connection check's download.
+const MaxSpeedMB = 1000
+
+// speed sends ?mb= megabytes (default 25, at most MaxSpeedMB) for a member to
+// see how fast their path to the box is: their browser shows the download's rate.
+func speed(w http.ResponseWriter, r *http.Request) {
+	mb := 25
+	if v := r.URL.Query().Get("mb"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxSpeedMB {
+			http.Error(w, fmt.Sprintf("mb=%q: want a whole number of megabytes from 1 to %d", v, MaxSpeedMB), http.StatusBadRequest)
+			return
+		}
+		mb = n
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="redoubt-connection-check-%dMB.bin"`, mb))
+	h.Set("Content-Length", strconv.Itoa(mb<<20))
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if r.Method == http.MethodHead {
+		return
+	}
+	buf := make([]byte, 64<<10)
+	for left := mb << 20; left > 0; left -= len(buf) {
+		if _, err := w.Write(buf[:min(left, len(buf))]); err != nil {
+			return
+		}
+	}
 }
 
 // Server wraps h with timeouts for the tailnet side.
