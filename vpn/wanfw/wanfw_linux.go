@@ -101,6 +101,38 @@ func (f *Firewall) Apply(r Rules) error {
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: port},
 			accept)
 		rule(in, inRule...)
+		if d := r.Direct; d.On() {
+			dport := binaryutil.BigEndian.PutUint16(d.Port)
+			udpAny := []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
+			}
+			// Out: the one marked socket on the port, to anywhere.
+			rule(out, append(append([]expr.Any{
+				&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(d.Mark)},
+			}, udpAny...),
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: dport},
+				accept)...)
+			// In: anything to the port (see DirectPaths for why).
+			rule(in, append(append([]expr.Any{}, udpAny...),
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: dport},
+				accept)...)
+			// Before routing, datagrams to the port take the socket's mark, so
+			// that the reverse-path filter finds the marked route back.
+			accepting := nftables.ChainPolicyAccept
+			pre := c.AddChain(&nftables.Chain{
+				Name: "prerouting", Table: table, Type: nftables.ChainTypeFilter,
+				Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle, Policy: &accepting,
+			})
+			rule(pre, append(append([]expr.Any{}, udpAny...),
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: dport},
+				&expr.Immediate{Register: 1, Data: binaryutil.NativeEndian.PutUint32(d.Mark)},
+				&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})...)
+		}
 		if a.Is6() {
 			// An IPv6 endpoint needs neighbour discovery with the router.
 			for _, ch := range []*nftables.Chain{out, in} {
