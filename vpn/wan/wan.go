@@ -3,7 +3,10 @@
 // address — from that network's DHCP server, or a static address — and routes
 // exactly one destination through it: the external VPN's endpoint. There is no
 // default route: the kernel cannot send anywhere else even before the firewall
-// is asked.
+// is asked. The one exception, asked for with SetDirect when the team mesh is
+// not strict, is the tailnet's own socket: an ip rule sends its UDP (by socket
+// mark and port) to a table of its own whose default route is via the gateway;
+// the main table never gets one.
 //
 // The DHCP client sends no host name, vendor class or any other detail about the
 // box; it uses a packet socket only for the moment of an exchange (not between
@@ -111,6 +114,10 @@ type State struct {
 	Server       netip.Addr   `json:"dhcp_server,omitzero"`
 	DNS          []netip.Addr `json:"offered_dns,omitempty"`
 	LeaseExpires time.Time    `json:"lease_expires,omitzero"`
+	// DirectRoute describes the route for the team mesh's direct paths
+	// (SetDirect): the rule and the default route in DirectTable, or why there
+	// is none. Empty: no direct paths asked for, or no VPN.
+	DirectRoute string `json:"direct_route,omitempty"`
 	// Ready: the port has an address and a way to the VPN endpoint.
 	Ready bool `json:"ready"`
 	// Problem says why the port is not ready, in plain words.
