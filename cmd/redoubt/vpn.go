@@ -177,5 +177,23 @@ func printVPN(w io.Writer, st external.Status) error {
 		fw = "NOT INSTALLED: " + st.Firewall.Error
 	}
 	fmt.Fprintf(tw, "firewall\t%s\n", fw)
+	if d := st.Firewall.Direct; d.On() {
+		// The team mesh without strict mode: its WireGuard may go direct.
+		what := fmt.Sprintf("UDP from port %d (socket mark 0x%x) to any address, and to port %d", d.Port, d.Mark, d.Port)
+		switch {
+		case st.Firewall.DirectOpen:
+			what = "open: " + what
+		case !st.Firewall.On:
+			what = "not filtered (wan.firewall = false): " + what
+		case st.Config == nil:
+			what = "closed until a VPN is configured (nothing leaves without it)"
+		default:
+			what = "closed: the firewall could not take them: " + st.Firewall.Error
+		}
+		if st.WAN.DirectRoute != "" {
+			what += "; route: " + st.WAN.DirectRoute
+		}
+		fmt.Fprintf(tw, "direct paths\t%s\n", what)
+	}
 	return tw.Flush()
 }

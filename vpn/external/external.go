@@ -13,8 +13,10 @@
 //
 // Fail closed: until a tunnel has been made and while it is down, the egress
 // Dialer refuses or its dials time out inside the tunnel, and the firewall drops
-// everything else the kernel would send. Only the daemon imports this package (and
-// ui/localapi, for the Status it reports).
+// everything else the kernel would send. The one exception, asked for with
+// SetDirect and held only while a VPN is configured, is the team mesh's direct
+// paths: the tailnet's own UDP socket, let out to its peers over the WAN. Only
+// the daemon imports this package (and ui/localapi, for the Status it reports).
 package external
 
 import (
@@ -123,6 +125,7 @@ type Firewall interface {
 type port interface {
 	State() wan.State
 	SetEndpoint(netip.Addr)
+	SetDirect(mark uint32, port uint16)
 	Close()
 }
 
@@ -171,6 +174,12 @@ type VPN struct {
 	port   port
 	egress *egress.Switch
 	tm     timing
+
+	// fwMu orders the firewall's applications; it guards the endpoint and
+	// the direct paths they were built from.
+	fwMu       sync.Mutex
+	fwEndpoint netip.AddrPort
+	direct     wanfw.DirectPaths
 
 	mu        sync.Mutex
 	source    string // where the tunnel's configuration came from
@@ -256,11 +265,19 @@ func Start(cfg Config, deps Deps) (*VPN, error) {
 func (v *VPN) Dialer() egress.Dialer { return v.egress }
 
 // Close stops the tunnel and the health checks. The firewall stays: nothing
-// leaves the box while its daemon is stopped.
+// leaves the box while its daemon is stopped. The direct paths close (the
+// tailnet node they serve stops with the daemon): the table left behind lets out
+// only the VPN's flow, and the WAN port removes their route.
 func (v *VPN) Close() {
 	v.cancel()
 	<-v.done
 	v.wg.Wait()
+	v.fwMu.Lock()
+	if v.direct.On() {
+		v.direct = wanfw.DirectPaths{}
+		v.applyFirewallLocked()
+	}
+	v.fwMu.Unlock()
 	v.mu.Lock()
 	t := v.tun
 	v.tun = nil
@@ -490,13 +507,61 @@ func (v *VPN) use(c *wgconfig.Config, source string) {
 	v.poke()
 }
 
-func (v *VPN) applyFirewall(endpoint netip.AddrPort) {
-	rules := wanfw.Rules{Endpoint: endpoint, Mark: Mark}
-	st := FirewallStatus{On: v.deps.WAN.FirewallOn(), Rules: rules.String()}
+// SetDirect lets the team mesh's WireGuard take direct UDP paths over the WAN,
+// for [mesh] strict = false: UDP from the socket that carries mark and is bound to
+// port may leave for any address, and UDP to port may come in; the WAN port
+// routes that socket's packets (only those) by its gateway. SetDirect(0, 0) turns
+// it off. The allowance holds only while a VPN endpoint is configured — without a
+// VPN nothing leaves, direct paths included — and is kept across new configs,
+// tunnel replacements and reloads until turned off or the VPN closes.
+//
+// The firewall is applied at once; an error says the allowance could not be
+// installed (the previous rules stay, so the direct paths stay closed).
+func (v *VPN) SetDirect(mark uint32, port uint16) error {
+	d := wanfw.DirectPaths{Mark: mark, Port: port}
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if d.Mark == Mark {
+		return fmt.Errorf("direct paths: mark 0x%x is the VPN's own socket mark", mark)
+	}
+	v.fwMu.Lock()
+	changed := d != v.direct
+	v.direct = d
+	err := v.applyFirewallLocked()
+	v.port.SetDirect(mark, port) // in the same order as the firewall
+	v.fwMu.Unlock()
+	if changed {
+		if d.On() {
+			v.log.Info("the team's direct paths are allowed over the WAN", "mark", fmt.Sprintf("0x%x", mark), "port", port)
+		} else {
+			v.log.Info("the team's direct paths are closed")
+		}
+	}
+	return err
+}
+
+// applyFirewall installs the rules for endpoint (and the direct paths, if any).
+func (v *VPN) applyFirewall(endpoint netip.AddrPort) error {
+	v.fwMu.Lock()
+	defer v.fwMu.Unlock()
+	v.fwEndpoint = endpoint
+	return v.applyFirewallLocked()
+}
+
+// applyFirewallLocked installs the rules for v.fwEndpoint and v.direct; fwMu is
+// held.
+func (v *VPN) applyFirewallLocked() error {
+	rules := wanfw.Rules{Endpoint: v.fwEndpoint, Mark: Mark}
+	if v.fwEndpoint.IsValid() {
+		rules.Direct = v.direct // no VPN: no direct paths either
+	}
+	st := FirewallStatus{On: v.deps.WAN.FirewallOn(), Rules: rules.String(), Direct: v.direct}
 	var err error
 	if st.On {
 		err = v.fw.Apply(rules)
 		st.Installed = err == nil
+		st.DirectOpen = st.Installed && rules.Direct.On()
 	} else {
 		st.Rules = ""
 		err = v.fw.Remove()
@@ -511,6 +576,7 @@ func (v *VPN) applyFirewall(endpoint netip.AddrPort) {
 	v.mu.Lock()
 	v.fwState = st
 	v.mu.Unlock()
+	return err
 }
 
 func (v *VPN) wanChanged(st wan.State) {

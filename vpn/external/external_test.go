@@ -58,12 +58,18 @@ type fakePort struct {
 	mu       sync.Mutex
 	st       wan.State
 	endpoint netip.Addr
+	direct   wanfw.DirectPaths
 }
 
 func (p *fakePort) State() wan.State { p.mu.Lock(); defer p.mu.Unlock(); return p.st }
 func (p *fakePort) SetEndpoint(a netip.Addr) {
 	p.mu.Lock()
 	p.endpoint = a
+	p.mu.Unlock()
+}
+func (p *fakePort) SetDirect(mark uint32, port uint16) {
+	p.mu.Lock()
+	p.direct = wanfw.DirectPaths{Mark: mark, Port: port}
 	p.mu.Unlock()
 }
 func (p *fakePort) Close() {}
@@ -467,4 +473,91 @@ func FuzzFindAddress(f *testing.F) {
 			t.Fatal("found an invalid address")
 		}
 	})
+}
+
+// TestDirectPaths: the team mesh's direct paths are in the firewall only while
+// there is a VPN endpoint, survive new configs and Clear/Set, show in the
+// status, are refused when malformed, and close with the VPN.
+func TestDirectPaths(t *testing.T) {
+	e := newEnv(t, Config{})
+	direct := wanfw.DirectPaths{Mark: 0x80000, Port: 41641}
+	if err := e.vpn.SetDirect(direct.Mark, direct.Port); err != nil {
+		t.Fatal(err)
+	}
+	// No VPN: asked for, not open.
+	if r := e.fw.last(); r.Direct.On() || r.Endpoint.IsValid() {
+		t.Errorf("direct paths without a VPN: %+v", r)
+	}
+	if st := e.vpn.Status().Firewall; st.Direct != direct || st.DirectOpen {
+		t.Errorf("status without a VPN: %+v", st)
+	}
+	if e.port.direct != direct {
+		t.Errorf("the WAN port was told %+v", e.port.direct)
+	}
+	for _, bad := range []wanfw.DirectPaths{{Mark: Mark, Port: 41641}, {Mark: 0x80000}, {Port: 41641}} {
+		if err := e.vpn.SetDirect(bad.Mark, bad.Port); err == nil {
+			t.Errorf("SetDirect(0x%x, %d) accepted", bad.Mark, bad.Port)
+		}
+	}
+	if st := e.vpn.Status().Firewall; st.Direct != direct {
+		t.Errorf("a refused SetDirect changed the allowance: %+v", st)
+	}
+
+	// A VPN: open, with the endpoint's rule.
+	c := e.server.ClientConfig(e.key)
+	real := c.Peer.Endpoint
+	e.vpn.deps.tunnelOptions = func(o *tunnel.Options) {
+		o.Mark = 0
+		cc := *o.Config
+		cc.Peer.Endpoint = real
+		o.Config = &cc
+	}
+	for _, ep := range []string{"192.0.2.2:51820", "192.0.2.3:51820"} { // a new config keeps it
+		c.Peer.Endpoint = netip.MustParseAddrPort(ep)
+		if _, err := e.vpn.Set(c.Marshal()); err != nil {
+			t.Fatal(err)
+		}
+		if r := e.fw.last(); r.Direct != direct || r.Endpoint != c.Peer.Endpoint || r.Mark != Mark {
+			t.Errorf("rules with a VPN at %s: %+v", ep, r)
+		}
+		st := e.vpn.Status().Firewall
+		if !st.DirectOpen || !strings.Contains(st.Rules, "meta mark 0x80000 udp sport 41641") {
+			t.Errorf("status with a VPN: %+v", st)
+		}
+	}
+	// Cleared: shut with the rest; set again: open again.
+	if err := e.vpn.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.fw.last(); r.Direct.On() || r.Endpoint.IsValid() {
+		t.Errorf("rules after Clear: %+v", r)
+	}
+	if _, err := e.vpn.Set(c.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.fw.last(); r.Direct != direct {
+		t.Errorf("rules after Set again: %+v", r)
+	}
+	// Off.
+	if err := e.vpn.SetDirect(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.fw.last(); r.Direct.On() || !r.Endpoint.IsValid() {
+		t.Errorf("rules with direct paths off: %+v", r)
+	}
+	if st := e.vpn.Status().Firewall; st.Direct.On() || st.DirectOpen || strings.Contains(st.Rules, "41641") {
+		t.Errorf("status with direct paths off: %+v", st)
+	}
+	if e.port.direct.On() {
+		t.Errorf("the WAN port still routes %+v", e.port.direct)
+	}
+	// On again, then the VPN closes: the table it leaves lets out only the
+	// VPN's flow.
+	if err := e.vpn.SetDirect(direct.Mark, direct.Port); err != nil {
+		t.Fatal(err)
+	}
+	e.vpn.Close()
+	if r := e.fw.last(); r.Direct.On() || r.Endpoint != c.Peer.Endpoint {
+		t.Errorf("rules left by Close: %+v", r)
+	}
 }

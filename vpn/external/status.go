@@ -56,11 +56,16 @@ type Status struct {
 
 // FirewallStatus describes the kernel firewall.
 type FirewallStatus struct {
-	On        bool           `json:"on"`
-	Installed bool           `json:"installed"`
-	Rules     string         `json:"rules,omitempty"`
-	Error     string         `json:"error,omitempty"`
-	Dropped   wanfw.Counters `json:"dropped"`
+	On        bool   `json:"on"`
+	Installed bool   `json:"installed"`
+	Rules     string `json:"rules,omitempty"`
+	Error     string `json:"error,omitempty"`
+	// Direct is the team mesh's direct paths as SetDirect asked for them
+	// (zero: none); DirectOpen, whether the installed rules let them through,
+	// which they do only while there is a VPN endpoint.
+	Direct     wanfw.DirectPaths `json:"direct_paths,omitzero"`
+	DirectOpen bool              `json:"direct_paths_open,omitempty"`
+	Dropped    wanfw.Counters    `json:"dropped"`
 }
 
 // Status reports the VPN's state.
