@@ -22,7 +22,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if benchHelper() {
+	if benchHelper() || directHelper() {
 		return
 	}
 	labtest.Main(m)
