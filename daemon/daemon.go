@@ -372,6 +372,7 @@ func (b *Box) status() localapi.Status {
 			Reveal:        cfg.LAN.RevealOn(),
 			Dropped:       c.Total,
 			Link:          st.Link,
+			UDP:           st.UDP,
 			StackDropped:  st.StackDropped,
 			StackCounters: b.lan.Load().StackCounters(),
 		},

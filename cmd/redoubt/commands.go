@@ -153,6 +153,10 @@ func cmdStatus(args []string) error {
 	fmt.Fprintf(w, "services\t%s\n", strings.Join(st.LAN.Services, " "))
 	fmt.Fprintf(w, "stopped\t%d packets and connections\n", st.LAN.Dropped)
 	fmt.Fprintf(w, "frames\t%d in, %d out\n", st.LAN.Link.RxFrames, st.LAN.Link.TxFrames)
+	if u := st.LAN.UDP; u.Delivered+u.Sent > 0 {
+		fmt.Fprintf(w, "UDP services\t%d datagrams in, %d out; dropped: %d queue full, %d malformed; %d unsendable\n",
+			u.Delivered, u.Sent, u.QueueFull, u.Malformed, u.Unsent)
+	}
 	fmt.Fprintf(w, "DNS\t%s: %d names; %d queries, %d stopped, %d malformed, %d dropped\n", st.DNS.Domain,
 		st.DNS.Names, st.DNS.Queries, st.DNS.Stopped, st.DNS.Malformed, st.DNS.Dropped)
 	fmt.Fprintf(w, "DHCP\t%d leases bound; pool %d free of %d; %d ACKs, %d NAKs, %d malformed, %d exhausted\n",

@@ -21,6 +21,14 @@ func (l *LAN) Inbound(f *link.Frame) bool {
 	if f.Truncated {
 		v = malformed
 	}
+	if v.Action == filter.Accept {
+		if c := l.udpServiceFor(f.Head); c != nil {
+			// A UDP service served without the netstack (udpconn.go): it
+			// checks the datagram's checksum itself.
+			l.serveUDP(c, f)
+			return false
+		}
+	}
 	if v.Action != filter.Drop && !f.ChecksumOK && !filter.TransportChecksumOK(f.Bytes()) {
 		v = malformed
 	}

@@ -4,8 +4,10 @@
 //
 // Services (DHCP, DNS, the UI, apps) get ordinary net.Listener and net.PacketConn
 // values from ListenTCP and ListenUDP and never see gVisor types; opening one opens
-// its port in the default-deny ruleset, closing it closes the port. The kernel holds
-// no address on the interface and routes nothing from it.
+// its port in the default-deny ruleset, closing it closes the port. UDP services on
+// the box's own address (ListenUDP) bypass the netstack: the gate serves their
+// datagrams and they write whole frames to the link. The kernel holds no address
+// on the interface and routes nothing from it.
 //
 // cmd (through the daemon) builds a LAN; services receive only the listeners.
 package lan
@@ -14,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -125,6 +128,15 @@ type LAN struct {
 	mu       sync.Mutex
 	services map[filter.Service]int // reference counts of open listeners
 
+	// The UDP services served without the netstack (udpconn.go): the list is
+	// replaced whole under mu and read by the link's reader without a lock.
+	udp       atomic.Pointer[[]*udpConn]
+	udpClosed bool // under mu: the LAN is closing, no new service opens
+	udpStats  udpCounters
+	box       [4]byte // the box's address
+	mac       [6]byte // the LAN port's hardware address
+	ipID      atomic.Uint32
+
 	neigh neighbors
 
 	revealSlots chan struct{}
@@ -151,7 +163,7 @@ func newLAN(cfg Config, deps Deps) (*LAN, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &LAN{
+	l := &LAN{
 		cfg:         cfg,
 		log:         deps.Logger,
 		leaks:       deps.Leaks,
@@ -162,13 +174,18 @@ func newLAN(cfg Config, deps Deps) (*LAN, error) {
 		revealSlots: make(chan struct{}, revealConcurrency),
 		relaySlots:  make(chan struct{}, maxRelayed),
 		closing:     make(chan struct{}),
-	}, nil
+		box:         cfg.Address.Addr().As4(),
+	}
+	l.udp.Store(new([]*udpConn))
+	l.ipID.Store(rand.Uint32())
+	return l, nil
 }
 
 // start builds the netstack on ep and brings the box's address up.
 func (l *LAN) start(ep *link.Endpoint) error {
 	l.ep = ep
 	mac := net.HardwareAddr(ep.LinkAddress())
+	l.mac = [6]byte(mac)
 	rs, err := filter.New(filter.Config{Prefix: l.cfg.Address, MAC: mac, Reveal: l.cfg.RevealOn()})
 	if err != nil {
 		return err
@@ -269,6 +286,9 @@ func (l *LAN) MAC() net.HardwareAddr { return net.HardwareAddr(l.ep.LinkAddress(
 // Stats are the LAN port's counters.
 type Stats struct {
 	Link link.Stats
+	// UDP counts the datagrams of the UDP services served without the
+	// netstack (ListenUDP: DNS).
+	UDP UDPStats
 	// StackDropped counts packets the filter let through but the netstack
 	// refused (bad transport checksum, no endpoint after a listener closed…).
 	StackDropped uint64
@@ -279,6 +299,7 @@ func (l *LAN) Stats() Stats {
 	st := l.stack.Stats()
 	return Stats{
 		Link: l.ep.Stats(),
+		UDP:  l.udpStats.snapshot(),
 		StackDropped: st.IP.MalformedPacketsReceived.Value() + st.IP.InvalidDestinationAddressesReceived.Value() +
 			st.TCP.ChecksumErrors.Value() + st.UDP.ChecksumErrors.Value() + st.UDP.UnknownPortErrors.Value() +
 			st.UDP.MalformedPacketsReceived.Value() + st.TCP.InvalidSegmentsReceived.Value(),
@@ -350,6 +371,7 @@ func (l *LAN) Close() error {
 		l.closed = true
 		l.spawnMu.Unlock()
 		close(l.closing)
+		l.closeUDP()
 		l.stack.Close()
 		l.wg.Wait()
 		l.ep.Close()

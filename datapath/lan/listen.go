@@ -5,6 +5,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"syscall"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -30,21 +31,6 @@ func (l *LAN) ListenTCP(port uint16) (net.Listener, error) {
 	return &listener{Listener: ln, release: l.releaser(svc)}, nil
 }
 
-// ListenUDP opens a UDP service on the box's LAN address.
-func (l *LAN) ListenUDP(port uint16) (net.PacketConn, error) {
-	laddr := l.fullAddr(port)
-	c, err := gonet.DialUDP(l.stack, &laddr, nil, ipv4.ProtocolNumber)
-	if err != nil {
-		return nil, fmt.Errorf("listening on LAN udp/%d: %w", port, err)
-	}
-	svc := filter.Service{Proto: filter.UDP, Port: port}
-	if err := l.open(svc); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return &packetConn{UDPConn: c, release: l.releaser(svc)}, nil
-}
-
 // ListenUDPBroadcast opens a UDP service that also takes datagrams sent to the
 // limited and subnet broadcast addresses and from clients without an address
 // (0.0.0.0), and may send to the broadcast address: what a DHCP server needs.
@@ -66,7 +52,13 @@ func (l *LAN) ListenUDPBroadcast(port uint16) (net.PacketConn, error) {
 		return nil, fmt.Errorf("listening on LAN udp/%d: %s", port, terr)
 	}
 	svc := filter.Service{Proto: filter.UDP, Port: port, Broadcast: true}
-	if err := l.open(svc); err != nil {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.udpConnFor(port) != nil {
+		ep.Close()
+		return nil, fmt.Errorf("listening on LAN udp/%d: %w", port, syscall.EADDRINUSE)
+	}
+	if err := l.openLocked(svc); err != nil {
 		ep.Close()
 		return nil, err
 	}
@@ -81,6 +73,11 @@ func (l *LAN) fullAddr(port uint16) tcpip.FullAddress {
 func (l *LAN) open(svc filter.Service) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.openLocked(svc)
+}
+
+// openLocked is open with mu held.
+func (l *LAN) openLocked(svc filter.Service) error {
 	l.services[svc]++
 	if l.services[svc] > 1 {
 		return nil

@@ -64,14 +64,17 @@ type Endpoint struct {
 	// them is writing, which sends them all in as few system calls as it can.
 	txMu      sync.Mutex
 	txCond    *sync.Cond
-	txPending []*stack.PacketBuffer
-	txSpare   []*stack.PacketBuffer
+	txPending []txItem
+	txSpare   []txItem
 	txWriting bool
 
-	// Scratch for the one writer at a time.
-	txHdr [txBatch][vnetHdrLen]byte
-	txMsg [txBatch]rawfile.MMsgHdr
-	txIov []unix.Iovec
+	// Scratch for the one writer at a time (on the heap once, rather than on
+	// every batch: the gate and the write callback would make them escape).
+	txHdr   [txBatch][vnetHdrLen]byte
+	txMsg   [txBatch]rawfile.MMsgHdr
+	txIov   []unix.Iovec
+	txSizes [txBatch]int
+	txGate  [header.EthernetMinimumSize + 28]byte
 }
 
 var _ stack.LinkEndpoint = (*Endpoint)(nil)
@@ -493,6 +496,21 @@ func auxVLAN(ctrl []byte) bool {
 // backpressure toward TCP rather than loss.
 const txQueueMax = 1024
 
+// txItem is one frame waiting to be written: a packet the netstack built, or a
+// whole frame built outside it (WriteFrame).
+type txItem struct {
+	pkt   *stack.PacketBuffer
+	frame *buffer.View
+}
+
+func (it txItem) release() {
+	if it.pkt != nil {
+		it.pkt.DecRef()
+	} else {
+		it.frame.Release()
+	}
+}
+
 // WritePackets implements stack.LinkEndpoint. A writer that finds another writing
 // leaves its packets to it and returns; the one writing sends everything queued,
 // in batches, until the queue is empty. Under load that is one system call for
@@ -502,16 +520,41 @@ const txQueueMax = 1024
 func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	list := pkts.AsSlice()
 	e.txMu.Lock()
+	e.waitForRoom()
+	for _, p := range list {
+		p.IncRef()
+		e.txPending = append(e.txPending, txItem{pkt: p})
+	}
+	e.flush()
+	return len(list), nil
+}
+
+// WriteFrame sends a whole Ethernet frame built outside the netstack (a UDP
+// service's answer; see datapath/lan) through the same queue, gate and batched
+// writes as the netstack's packets, without offloads: its checksums must be
+// complete. The endpoint takes frame and releases it once it is sent, refused
+// or dropped.
+func (e *Endpoint) WriteFrame(frame *buffer.View) {
+	e.txMu.Lock()
+	e.waitForRoom()
+	e.txPending = append(e.txPending, txItem{frame: frame})
+	e.flush()
+}
+
+// waitForRoom waits, with txMu held, while the queue is full and another writer
+// is draining it.
+func (e *Endpoint) waitForRoom() {
 	for len(e.txPending) >= txQueueMax && e.txWriting && !e.isClosed() {
 		e.txCond.Wait()
 	}
-	for _, p := range list {
-		p.IncRef()
-		e.txPending = append(e.txPending, p)
-	}
+}
+
+// flush, called with txMu held, returns at once if another writer is draining
+// the queue; otherwise it drains it, and returns with txMu released.
+func (e *Endpoint) flush() {
 	if e.txWriting {
 		e.txMu.Unlock()
-		return len(list), nil
+		return
 	}
 	e.txWriting = true
 	for {
@@ -519,7 +562,7 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 		if len(batch) == 0 {
 			e.txWriting = false
 			e.txMu.Unlock()
-			return len(list), nil
+			return
 		}
 		e.txPending, e.txSpare = e.txSpare[:0], batch
 		e.txMu.Unlock()
@@ -527,56 +570,76 @@ func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) 
 			n := e.sendBatch(batch[done:min(done+txBatch, len(batch))])
 			done += n
 		}
-		for i, p := range batch {
-			p.DecRef()
-			batch[i] = nil
+		for i, it := range batch {
+			it.release()
+			batch[i] = txItem{}
 		}
 		e.txMu.Lock()
 		e.txCond.Broadcast()
 	}
 }
 
-// sendBatch writes pkts (at most txBatch), returning how many it consumed: sent,
+// sendBatch writes items (at most txBatch), returning how many it consumed: sent,
 // refused by the gate, or dropped because the socket stayed full or the link is
 // gone.
-func (e *Endpoint) sendBatch(pkts []*stack.PacketBuffer) int {
-	// Gate each packet and lay out its iovecs: [vnet header] + views.
+func (e *Endpoint) sendBatch(items []txItem) int {
+	// Gate each frame and lay out its iovecs: [vnet header] + views.
 	need := 0
-	for _, p := range pkts {
-		need += 1 + len(p.AsSlices())
+	for _, it := range items {
+		if it.pkt != nil {
+			need += 1 + len(it.pkt.AsSlices())
+		} else {
+			need += 2
+		}
 	}
 	if cap(e.txIov) < need {
 		e.txIov = make([]unix.Iovec, 0, need*2)
 	}
 	iov := e.txIov[:0]
 	msgs := e.txMsg[:0]
-	var sizes [txBatch]int
-	for i, p := range pkts {
-		var hb [header.EthernetMinimumSize + 28]byte
-		n := copy(hb[:], p.LinkHeader().Slice())
-		n += copy(hb[n:], p.NetworkHeader().Slice())
-		if !e.gate.Outbound(hb[:n]) {
+	sizes := &e.txSizes
+	for i, it := range items {
+		var hdr []byte
+		if p := it.pkt; p != nil {
+			hb := &e.txGate
+			n := copy(hb[:], p.LinkHeader().Slice())
+			n += copy(hb[n:], p.NetworkHeader().Slice())
+			hdr = hb[:n]
+		} else {
+			b := it.frame.AsSlice()
+			hdr = b[:min(len(b), len(e.txGate))]
+		}
+		if !e.gate.Outbound(hdr) {
 			e.stats.txRefused.Add(1)
 			continue
 		}
 		start := len(iov)
 		if e.vnet {
-			e.fillVnet(&e.txHdr[i], p)
+			if it.pkt != nil {
+				e.fillVnet(&e.txHdr[i], it.pkt)
+			} else {
+				e.txHdr[i] = [vnetHdrLen]byte{}
+			}
 			iov = append(iov, rawfile.IovecFromBytes(e.txHdr[i][:]))
 		}
-		for _, v := range p.AsSlices() {
-			if len(v) > 0 {
-				iov = append(iov, rawfile.IovecFromBytes(v))
+		if p := it.pkt; p != nil {
+			for _, v := range p.AsSlices() {
+				if len(v) > 0 {
+					iov = append(iov, rawfile.IovecFromBytes(v))
+				}
 			}
+			sizes[len(msgs)] = p.Size()
+		} else {
+			iov = append(iov, rawfile.IovecFromBytes(it.frame.AsSlice()))
+			sizes[len(msgs)] = it.frame.Size()
 		}
 		var m rawfile.MMsgHdr
 		m.Msg.Iov = &iov[start]
 		m.Msg.SetIovlen(len(iov) - start)
-		sizes[len(msgs)] = p.Size()
 		msgs = append(msgs, m)
 	}
 	if len(msgs) == 0 {
-		return len(pkts)
+		return len(items)
 	}
 	sent := 0
 	e.file.SetWriteDeadline(time.Now().Add(e.writeMax))
@@ -607,7 +670,7 @@ func (e *Endpoint) sendBatch(pkts []*stack.PacketBuffer) int {
 		// Timed out waiting for room, or the endpoint closed.
 		e.stats.txDropped.Add(uint64(len(msgs) - sent))
 	}
-	return len(pkts)
+	return len(items)
 }
 
 func (e *Endpoint) fillVnet(h *[vnetHdrLen]byte, p *stack.PacketBuffer) {

@@ -3,7 +3,8 @@
 // owner's interface in production, a socketpair in tests.
 //
 // Every received frame passes a Gate before the netstack sees it, and every frame
-// the netstack sends passes the Gate again before it reaches the wire. Writes block
+// the box sends (the netstack's, and whole frames given to WriteFrame) passes the
+// Gate again before it reaches the wire. Writes block
 // (up to a bound) when the socket is full instead of dropping, so TCP sees
 // backpressure rather than loss. Segmentation offload travels in virtio-net headers
 // both ways. Only the datapath room imports this package.
@@ -18,10 +19,11 @@ import (
 type Gate interface {
 	// Inbound decides whether a received frame goes to the netstack. The frame
 	// is only valid during the call; the gate copies what it keeps. A gate
-	// records its own drops. The netstack does not verify transport checksums:
-	// the gate must, for frames whose Meta.ChecksumOK is false.
+	// records its own drops, and may serve a frame itself (copying what it
+	// needs) and report false. The netstack does not verify transport
+	// checksums: the gate must, for frames whose Meta.ChecksumOK is false.
 	Inbound(f *Frame) bool
-	// Outbound decides whether a frame the netstack built may be sent. hdr holds
+	// Outbound decides whether a frame the box built may be sent. hdr holds
 	// the Ethernet header followed by (up to 28 bytes of) the network header.
 	Outbound(hdr []byte) bool
 }

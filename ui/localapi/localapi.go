@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/datapath/leaklog"
 	"github.com/redoubt/redoubt/datapath/link"
 	"github.com/redoubt/redoubt/dhcp"
@@ -84,11 +85,13 @@ type LANStatus struct {
 	Services  []string `json:"services"`
 	Reveal    bool     `json:"reveal"`
 	Dropped   uint64   `json:"dropped"`
-	// Link counts frames on the wire; StackDropped, packets the filter let in
-	// that the netstack then refused (bad checksum, no listener).
-	Link          link.Stats `json:"link"`
-	StackDropped  uint64     `json:"stack_dropped"`
-	StackCounters []string   `json:"stack_counters,omitempty"`
+	// Link counts frames on the wire; UDP, the datagrams of the UDP services
+	// served without the netstack (DNS); StackDropped, packets the filter let
+	// in that the netstack then refused (bad checksum, no listener).
+	Link          link.Stats   `json:"link"`
+	UDP           lan.UDPStats `json:"udp"`
+	StackDropped  uint64       `json:"stack_dropped"`
+	StackCounters []string     `json:"stack_counters,omitempty"`
 }
 
 // Leaks is the leak log: totals and the aggregated entries.
