@@ -240,6 +240,13 @@ func (b *Box) meshUp() error {
 		m.mu.Unlock()
 		return err
 	}
+	if b.vpn != nil {
+		// Direct paths for the node's own socket when strict mode is off;
+		// closed in strict mode.
+		if err := b.vpn.SetDirect(node.DirectPath()); err != nil {
+			b.log.Warn("the team's direct paths stay closed", "err", err)
+		}
+	}
 	servers, err := b.serveMembers(node, name)
 	if err != nil {
 		node.Close()
@@ -334,6 +341,9 @@ func (b *Box) meshDown(reason string) {
 	}
 	for _, srv := range servers {
 		srv.Close()
+	}
+	if b.vpn != nil {
+		b.vpn.SetDirect(0, 0)
 	}
 	if node != nil {
 		node.Close()

@@ -32,7 +32,7 @@ var (
 
 // owner is the box's owner at the laptop, signed in over HTTPS.
 type owner struct {
-	t    *testing.T
+	t    testing.TB
 	c    *http.Client
 	csrf string
 }
@@ -114,71 +114,16 @@ func TestTeamThroughTheBox(t *testing.T) {
 	e := labtest.SharedMesh(t)
 	m := e.Lab.Mesh
 	ctx := ctxT(t, 8*time.Minute)
-	waitFor(t, 30*time.Second, func() error {
-		st, err := e.Box.API.Status(ctx)
-		if err != nil {
-			return err
-		}
-		if st.VPN == nil || st.VPN.State != "up" {
-			return fmt.Errorf("the box's VPN: %+v", st.VPN)
-		}
-		return nil
-	})
-	if err := e.Lab.LaptopStatic(ctx); err != nil {
-		t.Fatal(err)
-	}
+	waitVPN(t, ctx, e)
 	wan, err := e.Lab.CaptureWAN()
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	// Setup, with the team mesh step answered.
-	laptop := e.Lab.HTTPClient(lab.Laptop, nil)
-	code, err := e.Box.API.SetupCode(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if err := lab.SetUpBoxWith(ctx, laptop, plainBase, code, passphrase, boxName,
-		map[string]url.Values{"team": {"login_server": {m.URL}, "api_key": {m.APIKey}}}); err != nil {
-		t.Fatalf("setup with the team step: %v", err)
-	}
-	var ms localapi.MeshStatus
-	waitFor(t, 90*time.Second, func() error {
-		ms, err = meshStatus(ctx, e)
-		if err != nil {
-			return err
-		}
-		if ms.Headscale != "reachable" || ms.Node != "up" || ms.Name != boxName || len(ms.Addrs) == 0 || !ms.Strict {
-			return fmt.Errorf("the box's mesh: %+v", ms)
-		}
-		return nil
-	})
-	t.Logf("setup to the box's node up in the tailnet: %v (%s %v)", time.Since(start).Round(time.Millisecond), ms.Name, ms.Addrs)
-	if out, err := exec(ctx, e, "status"); err != nil || !strings.Contains(out, "Headscale reachable; the box's node up as "+boxName) {
+	tm := setUpTeam(t, ctx, e)
+	o, ms := tm.o, tm.ms
+	if out, err := cli(ctx, e, "status"); err != nil || !strings.Contains(out, "Headscale reachable; the box's node up as "+boxName) {
 		t.Errorf("redoubt status: %v\n%s", err, out)
 	}
-
-	resp, err := laptop.Get(plainBase + "/ca.crt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	o := &owner{t: t, c: e.Lab.HTTPClient(lab.Laptop, caPEM)}
-	if o.csrf, err = lab.SignIn(ctx, o.c, secureBase, passphrase); err != nil {
-		t.Fatal(err)
-	}
-
-	// A member, invited on the team page, enrolls with the script.
-	script := o.invite(ctx, member)
-	start = time.Now()
-	if out, err := m.Enroll(ctx, script, "--hostname", device); err != nil {
-		t.Fatalf("the enrollment script: %v\n%s\n%s", err, out, tailLines(m.TailscaledLog(), 30))
-	}
-	enrolled := time.Since(start)
-	waitFor(t, 60*time.Second, func() error { return fetchBox(ctx, m, boxName, 5) })
-	t.Logf("enrollment script: %v; script start to the box's page: %v", enrolled.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	if err := fetchBox(ctx, m, boxName+"."+lab.TeamDomain, 5); err != nil {
 		t.Errorf("by its full name: %v", err)
 	}
@@ -186,6 +131,9 @@ func TestTeamThroughTheBox(t *testing.T) {
 		t.Errorf("plain HTTP on the box's tailnet name: %v %q", err, out)
 	}
 	_, _, team := o.do(ctx, http.MethodGet, "/team", nil)
+	if !ms.Strict {
+		t.Error("the box's mesh is not in strict mode by default")
+	}
 	if !strings.Contains(team, device) {
 		t.Errorf("the team page does not list %s's device", member)
 	}
@@ -262,7 +210,7 @@ func TestTeamThroughTheBox(t *testing.T) {
 	if err := m.ResetTeammate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	script = o.invite(ctx, member)
+	script := o.invite(ctx, member)
 	if out, err := m.Enroll(ctx, script, "--hostname", device); err != nil {
 		t.Fatalf("enrolling again: %v\n%s", err, out)
 	}
@@ -346,6 +294,133 @@ func TestTeamThroughTheBox(t *testing.T) {
 		}
 		return fetchBox(ctx, m, boxName, 5)
 	})
+
+	// The box's node deleted on the server while the box was off: unlocked
+	// again, the box finds its node unknown and joins again by itself.
+	e.RestartBox(t, "")
+	out, err = m.HeadscaleCLI(ctx, "nodes", "delete", "--identifier", nodeID(t, ctx, m, boxName), "--force")
+	if err != nil {
+		t.Fatalf("deleting the box's node: %v %s", err, out)
+	}
+	deleted := time.Now()
+	unlock(t, ctx, e)
+	waitFor(t, 2*time.Minute, func() error {
+		ms, err := meshStatus(ctx, e)
+		if err != nil {
+			return err
+		}
+		if ms.Node != "up" {
+			return fmt.Errorf("after its node was deleted: %+v", ms)
+		}
+		return fetchBox(ctx, m, boxName, 5)
+	})
+	t.Logf("unlocked with its node deleted on the server, to the member reaching the box again: %v", time.Since(deleted).Round(100*time.Millisecond))
+}
+
+// nodeID is the Headscale ID of the node called name.
+func nodeID(t *testing.T, ctx context.Context, m *lab.Mesh, name string) string {
+	t.Helper()
+	out, err := m.HeadscaleCLI(ctx, "nodes", "list", "--output", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []struct {
+		ID        uint64 `json:"id"`
+		GivenName string `json:"given_name"`
+	}
+	if err := json.Unmarshal([]byte(out), &nodes); err != nil {
+		t.Fatalf("headscale nodes list: %v\n%s", err, out)
+	}
+	for _, n := range nodes {
+		if n.GivenName == name {
+			return fmt.Sprint(n.ID)
+		}
+	}
+	t.Fatalf("no node %q in %s", name, out)
+	return ""
+}
+
+// waitVPN waits for the box's VPN to be up.
+func waitVPN(tb testing.TB, ctx context.Context, e *labtest.Env) {
+	tb.Helper()
+	waitFor(tb, 30*time.Second, func() error {
+		st, err := e.Box.API.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if st.VPN == nil || st.VPN.State != "up" {
+			return fmt.Errorf("the box's VPN: %+v", st.VPN)
+		}
+		return nil
+	})
+}
+
+// team is the shared lab's box set up with the team mesh, and one member
+// enrolled from the teammate.
+type team struct {
+	o  *owner
+	ms localapi.MeshStatus
+	// joined is from the end of setup to the box's node up in the tailnet;
+	// enrolled, from the start of the member's script to their first fetch
+	// of the box's page.
+	joined, enrolled time.Duration
+}
+
+// setUpTeam sets the box up as its owner would, with the team mesh step
+// answered, waits for the box's node, and enrolls a member with the script the
+// team page gives.
+func setUpTeam(tb testing.TB, ctx context.Context, e *labtest.Env) *team {
+	tb.Helper()
+	m := e.Lab.Mesh
+	if err := e.Lab.LaptopStatic(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	laptop := e.Lab.HTTPClient(lab.Laptop, nil)
+	code, err := e.Box.API.SetupCode(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := lab.SetUpBoxWith(ctx, laptop, plainBase, code, passphrase, boxName,
+		map[string]url.Values{"team": {"login_server": {m.URL}, "api_key": {m.APIKey}}}); err != nil {
+		tb.Fatalf("setup with the team step: %v", err)
+	}
+	tm := &team{}
+	start := time.Now()
+	waitFor(tb, 90*time.Second, func() error {
+		tm.ms, err = meshStatus(ctx, e)
+		if err != nil {
+			return err
+		}
+		if ms := tm.ms; ms.Headscale != "reachable" || ms.Node != "up" || ms.Name != boxName || len(ms.Addrs) == 0 {
+			return fmt.Errorf("the box's mesh: %+v", ms)
+		}
+		return nil
+	})
+	tm.joined = time.Since(start)
+	tb.Logf("setup to the box's node up in the tailnet: %v (%s %v, strict %v)", tm.joined.Round(time.Millisecond), tm.ms.Name, tm.ms.Addrs, tm.ms.Strict)
+
+	resp, err := laptop.Get(plainBase + "/ca.crt")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	caPEM, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	tm.o = &owner{t: tb, c: e.Lab.HTTPClient(lab.Laptop, caPEM)}
+	if tm.o.csrf, err = lab.SignIn(ctx, tm.o.c, secureBase, passphrase); err != nil {
+		tb.Fatal(err)
+	}
+
+	// A member, invited on the team page, enrolls with the script.
+	script := tm.o.invite(ctx, member)
+	start = time.Now()
+	if out, err := m.Enroll(ctx, script, "--hostname", device); err != nil {
+		tb.Fatalf("the enrollment script: %v\n%s\n%s", err, out, tailLines(m.TailscaledLog(), 30))
+	}
+	ran := time.Since(start)
+	waitFor(tb, 60*time.Second, func() error { return fetchBox(ctx, m, boxName, 5) })
+	tm.enrolled = time.Since(start)
+	tb.Logf("enrollment script: %v; script start to the box's page: %v", ran.Round(time.Millisecond), tm.enrolled.Round(time.Millisecond))
+	return tm
 }
 
 // serveLaptop serves a page on the laptop's LAN address, port port.
@@ -390,8 +465,8 @@ func apiKeyID(t *testing.T, ctx context.Context, m *lab.Mesh) string {
 	return ""
 }
 
-// exec runs the redoubt command line against the box's socket.
-func exec(ctx context.Context, e *labtest.Env, args ...string) (string, error) {
+// cli runs the redoubt command line against the box's socket.
+func cli(ctx context.Context, e *labtest.Env, args ...string) (string, error) {
 	bin, err := labtest.Binary()
 	if err != nil {
 		return "", err

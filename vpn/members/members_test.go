@@ -540,7 +540,7 @@ func TestStatus(t *testing.T) {
 		st := m.Status()
 		mu.Lock()
 		defer mu.Unlock()
-		if st.Reachable || !strings.Contains(st.Detail, "does not answer") || !strings.Contains(st.Detail, "not affected") {
+		if st.Reachable || !strings.Contains(st.Detail, "does not answer") || !strings.Contains(st.Detail, "stay connected") {
 			return fmt.Errorf("%+v", st)
 		}
 		if g := st.NextTry.Sub(st.LastTry); len(gaps) == 0 || gaps[len(gaps)-1] != g {

@@ -30,7 +30,9 @@ import (
 	"sync"
 	"time"
 
+	"tailscale.com/client/local"
 	"tailscale.com/envknob"
+	"tailscale.com/ipn"
 	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/tsnet"
 
@@ -117,10 +119,11 @@ type Status struct {
 
 // Node is the box's tailnet node.
 type Node struct {
-	cfg Config
-	log *slog.Logger
-	srv *tsnet.Server
-	dir string
+	cfg     Config
+	log     *slog.Logger
+	authKey func(ctx context.Context) (string, error)
+	srv     *tsnet.Server
+	dir     string
 
 	mu     sync.Mutex
 	status Status
@@ -174,7 +177,7 @@ func Start(ctx context.Context, cfg Config, deps Deps) (*Node, error) {
 		return nil, err
 	}
 	tslog := deps.Logger.With("part", "tailscale")
-	n := &Node{cfg: cfg, log: deps.Logger, dir: dir, subs: make(map[chan struct{}]struct{}), done: make(chan struct{}),
+	n := &Node{cfg: cfg, log: deps.Logger, authKey: deps.AuthKey, dir: dir, subs: make(map[chan struct{}]struct{}), done: make(chan struct{}),
 		status: Status{State: "connecting", Detail: "joining the tailnet", Strict: cfg.StrictOn()}}
 	n.srv = &tsnet.Server{
 		Dir:        dir,
@@ -211,6 +214,7 @@ func (n *Node) watch(ctx context.Context) {
 	}
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
+	var rejoin rejoiner
 	for {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		st, err := lc.Status(sctx)
@@ -223,6 +227,11 @@ func (n *Node) watch(ctx context.Context) {
 		} else {
 			s, peers := summarize(st)
 			n.setStatus(s, peers)
+			if st.BackendState == "NeedsLogin" && rejoin.due(time.Now()) {
+				n.rejoin(ctx, lc)
+			} else if st.BackendState == "Running" {
+				rejoin = rejoiner{}
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -232,6 +241,48 @@ func (n *Node) watch(ctx context.Context) {
 	}
 }
 
+// rejoiner paces the node's attempts to join the tailnet again: the first at
+// once, then after 10 s, doubling to 10 min.
+type rejoiner struct {
+	next time.Time
+	wait time.Duration
+}
+
+func (r *rejoiner) due(now time.Time) bool {
+	if now.Before(r.next) {
+		return false
+	}
+	r.wait = min(max(2*r.wait, 10*time.Second), 10*time.Minute)
+	r.next = now.Add(r.wait)
+	return true
+}
+
+// rejoin logs the node in again with a new key, when Headscale no longer knows
+// it: its single-use key was spent on a registration whose answer was lost (the
+// retry then fails with "authkey already used"), its node was deleted or
+// expired, or the vault held its keys but no login.
+func (n *Node) rejoin(ctx context.Context, lc *local.Client) {
+	if n.authKey == nil {
+		return
+	}
+	kctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	key, err := n.authKey(kctx)
+	if err != nil {
+		n.log.Warn("the box's node needs to join the tailnet again, and no key could be had", "err", err)
+		return
+	}
+	if err := lc.Start(kctx, ipn.Options{AuthKey: key}); err != nil {
+		n.log.Warn("joining the tailnet again", "err", err)
+		return
+	}
+	if err := lc.StartLoginInteractive(kctx); err != nil {
+		n.log.Warn("joining the tailnet again", "err", err)
+		return
+	}
+	n.log.Info("the box's node is joining the tailnet again with a new key")
+}
+
 // summarize turns tailscale's status into the box's.
 func summarize(st *ipnstate.Status) (Status, []Peer) {
 	s := Status{Peers: len(st.Peer)}
@@ -239,7 +290,7 @@ func summarize(st *ipnstate.Status) (Status, []Peer) {
 	case "Running":
 		s.State, s.Detail = "up", "in the team's tailnet"
 	case "NeedsLogin", "NeedsMachineAuth":
-		s.State, s.Detail = "down", "Headscale does not accept the box's node (its key may have expired): re-join from the team page"
+		s.State, s.Detail = "down", "Headscale does not know the box's node (deleted, expired, or its key already used): the box asks for a new key and joins again by itself"
 	case "Starting", "NoState":
 		s.State, s.Detail = "connecting", "reaching Headscale through the VPN"
 	default:
