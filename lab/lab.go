@@ -240,7 +240,15 @@ func (l *Lab) build(ctx context.Context) error {
 	if err := l.nft(ctx, HomeRouter, fmt.Sprintf(`table ip redoubt_lab_nat {
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
-		oifname %q masquerade
+		oifname %[1]q masquerade
+	}
+	# Like a home router's firewall: nothing unsolicited from outside reaches
+	# the router itself. (Left in, such packets would leave conntrack entries
+	# that make the NAT move a device's port, which real routers do not do.)
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname %[1]q ct state established,related accept
+		iifname %[1]q drop
 	}
 }
 `, HomeWANIface)); err != nil {

@@ -133,7 +133,15 @@ func (l *Lab) addMesh(ctx context.Context) error {
 	if err := l.nft(ctx, TeamRouter, fmt.Sprintf(`table ip redoubt_lab_nat {
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
-		oifname %q masquerade
+		oifname %[1]q masquerade
+	}
+	# Like a home router's firewall: nothing unsolicited from outside reaches
+	# the router itself. (Left in, such packets would leave conntrack entries
+	# that make the NAT move a device's port, which real routers do not do.)
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname %[1]q ct state established,related accept
+		iifname %[1]q drop
 	}
 }
 `, TeamRouterWANIface)); err != nil {
@@ -158,19 +166,29 @@ func (l *Lab) addMesh(ctx context.Context) error {
 	if err := m.StartHeadscale(ctx); err != nil {
 		return err
 	}
-	out, err := m.HeadscaleCLI(ctx, "apikeys", "create", "--expiration", "720h")
-	if err != nil {
-		return fmt.Errorf("creating Headscale's API key: %w", err)
-	}
-	f := strings.Fields(out)
-	if len(f) == 0 || !strings.HasPrefix(f[len(f)-1], "hskey-api-") {
-		return fmt.Errorf("headscale apikeys create said %q", out)
-	}
-	m.APIKey = f[len(f)-1]
-	if err := os.WriteFile(filepath.Join(dir, "api-key"), []byte(m.APIKey+"\n"), 0o600); err != nil {
+	if _, err := m.NewAPIKey(ctx); err != nil {
 		return err
 	}
 	return m.StartTailscaled(ctx)
+}
+
+// NewAPIKey makes a new Headscale API key, valid for 30 days, and makes it
+// the lab's: APIKey and the api-key file. A test that revokes the lab's key
+// calls it so the tests after it find a working one.
+func (m *Mesh) NewAPIKey(ctx context.Context) (string, error) {
+	out, err := m.HeadscaleCLI(ctx, "apikeys", "create", "--expiration", "720h")
+	if err != nil {
+		return "", fmt.Errorf("creating Headscale's API key: %w", err)
+	}
+	f := strings.Fields(out)
+	if len(f) == 0 || !strings.HasPrefix(f[len(f)-1], "hskey-api-") {
+		return "", fmt.Errorf("headscale apikeys create said %q", out)
+	}
+	m.APIKey = f[len(f)-1]
+	if err := os.WriteFile(filepath.Join(m.Dir, "api-key"), []byte(m.APIKey+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return m.APIKey, nil
 }
 
 // httpClient trusts the lab CA; dial says where its connections are made.

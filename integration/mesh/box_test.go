@@ -1,14 +1,18 @@
 package mesh
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +123,7 @@ func TestTeamThroughTheBox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	keys := []string{m.APIKey}
 	tm := setUpTeam(t, ctx, e)
 	o, ms := tm.o, tm.ms
 	if out, err := cli(ctx, e, "status"); err != nil || !strings.Contains(out, "Headscale reachable; the box's node up as "+boxName) {
@@ -246,12 +251,12 @@ func TestTeamThroughTheBox(t *testing.T) {
 	if err := fetchBox(ctx, m, boxName, 5); err != nil {
 		t.Errorf("with the API key revoked, the member lost the box: %v", err)
 	}
-	key, err := m.HeadscaleCLI(ctx, "apikeys", "create", "--expiration", "24h")
+	key, err := m.NewAPIKey(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := strings.Fields(key)
-	st, _, body = o.do(ctx, http.MethodPost, "/team/configure", url.Values{"login_server": {m.URL}, "api_key": {f[len(f)-1]}})
+	keys = append(keys, key)
+	st, _, body = o.do(ctx, http.MethodPost, "/team/configure", url.Values{"login_server": {m.URL}, "api_key": {key}})
 	if st != http.StatusSeeOther {
 		t.Fatalf("a new API key: %d %s", st, body)
 	}
@@ -315,6 +320,46 @@ func TestTeamThroughTheBox(t *testing.T) {
 		return fetchBox(ctx, m, boxName, 5)
 	})
 	t.Logf("unlocked with its node deleted on the server, to the member reaching the box again: %v", time.Since(deleted).Round(100*time.Millisecond))
+	noAPIKeys(t, ctx, e, keys)
+}
+
+// noAPIKeys checks that no Headscale API key the owner gave the box shows in
+// what the local API says, in the box's log or in its state directory: the
+// key is sealed in the vault.
+func noAPIKeys(t *testing.T, ctx context.Context, e *labtest.Env, keys []string) {
+	var raw map[string]any
+	if err := e.Box.API.GetJSON(ctx, "/v1/status", &raw); err != nil {
+		t.Fatal(err)
+	}
+	status, log := fmt.Sprint(raw), e.Box.Output()
+	for _, k := range keys {
+		if strings.Contains(status, k) {
+			t.Errorf("/v1/status reveals a Headscale API key")
+		}
+		if strings.Contains(log, k) {
+			t.Errorf("the box's log holds a Headscale API key")
+		}
+	}
+	n := 0
+	err := filepath.WalkDir(filepath.Join(e.Lab.Dir, "box-state"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		n++
+		for _, k := range keys {
+			if bytes.Contains(b, []byte(k)) {
+				t.Errorf("%s holds a Headscale API key in the clear", path)
+			}
+		}
+		return nil
+	})
+	if err != nil || n == 0 {
+		t.Errorf("reading the box's state directory: %d files, %v", n, err)
+	}
 }
 
 // nodeID is the Headscale ID of the node called name.

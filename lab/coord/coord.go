@@ -167,7 +167,7 @@ func (s Server) yaml() []byte {
 	return []byte(fmt.Sprintf(`# Headscale v0.29.2 for a Redoubt lab: written by lab/coord.
 server_url: %[1]s
 listen_addr: %[2]s
-metrics_listen_addr: ""
+metrics_listen_addr: 127.0.0.1:9090
 grpc_listen_addr: 127.0.0.1:0
 grpc_allow_insecure: false
 trusted_proxies: []

@@ -496,3 +496,53 @@ func BenchmarkTunnelDownload(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTunnelUpload moves 32 MiB per iteration from the client to the
+// in-process server over the tunnel on loopback: the box sending, as its tailnet
+// node does to a DERP relay in strict mode.
+func BenchmarkTunnelUpload(b *testing.B) {
+	p := newPair(b, false)
+	ln := p.listenTCP(b, 80)
+	const chunk = 32 << 20
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 256<<10)
+				for {
+					if _, err := io.CopyBuffer(io.Discard, io.LimitReader(c, chunk), buf); err != nil {
+						return
+					}
+					if _, err := c.Write([]byte{1}); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := p.client.DialContext(ctx, "tcp", "10.66.0.1:80")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 256<<10)
+	var ack [1]byte
+	b.SetBytes(chunk)
+	b.ResetTimer()
+	for range b.N {
+		for n := 0; n < chunk; n += len(buf) {
+			if _, err := c.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := io.ReadFull(c, ack[:]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
