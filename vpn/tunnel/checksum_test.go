@@ -2,10 +2,13 @@ package tunnel
 
 import (
 	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
-	"testing"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -127,4 +130,58 @@ func FuzzParseAnswer(f *testing.F) {
 			t.Fatalf("addresses %v and error %v", addrs, err)
 		}
 	})
+}
+
+// TestCloseWhileDelivering closes the tunnel's netstack while WireGuard hands
+// it packets that make the stack answer (a TCP segment for no connection gets
+// a reset, which takes the stack's lock). Closing removes the NIC under that
+// lock and detaches the link endpoint: the two must not wait on each other.
+func TestCloseWhileDelivering(t *testing.T) {
+	pkt := buildPacket(t, false, "tcp")
+	for i := range 100 {
+		tn, err := newNetTUN([]netip.Prefix{netip.MustParsePrefix("10.66.0.2/32")}, 1420)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { // WireGuard's receive side
+			defer wg.Done()
+			bufs := [][]byte{pkt, pkt, pkt, pkt}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				tn.Write(bufs, 0)
+			}
+		}()
+		go func() { // WireGuard's send side, taking the resets
+			defer wg.Done()
+			bufs, sizes := make([][]byte, 8), make([]int, 8)
+			for i := range bufs {
+				bufs[i] = make([]byte, 2048)
+			}
+			for {
+				if _, err := tn.Read(bufs, sizes, 0); err != nil {
+					return
+				}
+			}
+		}()
+		time.Sleep(time.Duration(i%5) * time.Millisecond)
+		closed := make(chan struct{})
+		go func() {
+			tn.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: closing the tunnel's netstack while it receives hangs", i)
+		}
+		close(stop)
+		wg.Wait()
+	}
 }

@@ -57,10 +57,15 @@ type linkEP struct {
 	closed chan struct{}
 	once   sync.Once
 
-	mu         sync.Mutex // guards dispatcher, onClose and gro
+	mu         sync.Mutex // guards dispatcher and onClose
 	dispatcher stack.NetworkDispatcher
 	onClose    func()
-	gro        gro.GRO
+
+	// rxMu serialises Write and guards gro. It is never held with mu: the
+	// stack calls Attach with its own lock held, and delivering a packet takes
+	// that lock, so holding mu while delivering would deadlock a closing stack.
+	rxMu sync.Mutex
+	gro  gro.GRO
 
 	txPackets, txWaits, txDropped, txTooBig      atomic.Uint64
 	rxPackets, rxBytes, rxInvalid, rxBadChecksum atomic.Uint64
@@ -225,11 +230,14 @@ func copyPacket(dst []byte, pkt *stack.PacketBuffer) (int, bool) {
 func (t *netTUN) Write(bufs [][]byte, offset int) (int, error) {
 	e := t.ep
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.dispatcher == nil {
+	d := e.dispatcher
+	e.mu.Unlock()
+	if d == nil {
 		return len(bufs), nil
 	}
-	e.gro.Dispatcher = e.dispatcher
+	e.rxMu.Lock()
+	defer e.rxMu.Unlock()
+	e.gro.Dispatcher = d
 	for _, b := range bufs {
 		p := b[offset:]
 		if len(p) == 0 {
