@@ -237,21 +237,7 @@ func (l *Lab) build(ctx context.Context) error {
 		}
 	}
 	// A home router: everything from the home network leaves from its address.
-	if err := l.nft(ctx, HomeRouter, fmt.Sprintf(`table ip redoubt_lab_nat {
-	chain postrouting {
-		type nat hook postrouting priority srcnat; policy accept;
-		oifname %[1]q masquerade
-	}
-	# Like a home router's firewall: nothing unsolicited from outside reaches
-	# the router itself. (Left in, such packets would leave conntrack entries
-	# that make the NAT move a device's port, which real routers do not do.)
-	chain input {
-		type filter hook input priority filter; policy accept;
-		iifname %[1]q ct state established,related accept
-		iifname %[1]q drop
-	}
-}
-`, HomeWANIface)); err != nil {
+	if err := l.nft(ctx, HomeRouter, routerNAT(HomeWANIface)); err != nil {
 		return err
 	}
 	// What arrives from the box's WAN port, and what reaches the internet.
@@ -608,4 +594,24 @@ func run(ctx context.Context, name string, args ...string) (string, error) {
 		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}
 	return string(out), nil
+}
+
+// routerNAT is the nftables ruleset of a lab NAT router whose WAN side is wan:
+// everything leaves from the router's address, and, like a home router's
+// firewall, nothing unsolicited from outside reaches the router itself. (Left
+// in, such packets would leave conntrack entries that make the NAT move a
+// device's port, which real routers do not do.)
+func routerNAT(wan string) string {
+	return fmt.Sprintf(`table ip redoubt_lab_nat {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname %[1]q masquerade
+	}
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname %[1]q ct state established,related accept
+		iifname %[1]q drop
+	}
+}
+`, wan)
 }

@@ -28,6 +28,11 @@ const (
 	Coord      = "coord"
 	TeamRouter = "teamrouter"
 	Teammate   = "teammate"
+
+	// HeadscaleMetricsPort is where Headscale serves its metrics on the
+	// coordination namespace's loopback (/debug/varz holds the DERP relay's
+	// counters).
+	HeadscaleMetricsPort = 9090
 )
 
 // The mesh's addressing.
@@ -130,21 +135,7 @@ func (l *Lab) addMesh(ctx context.Context) error {
 		}
 	}
 	// The team member's home router: everything leaves from its address.
-	if err := l.nft(ctx, TeamRouter, fmt.Sprintf(`table ip redoubt_lab_nat {
-	chain postrouting {
-		type nat hook postrouting priority srcnat; policy accept;
-		oifname %[1]q masquerade
-	}
-	# Like a home router's firewall: nothing unsolicited from outside reaches
-	# the router itself. (Left in, such packets would leave conntrack entries
-	# that make the NAT move a device's port, which real routers do not do.)
-	chain input {
-		type filter hook input priority filter; policy accept;
-		iifname %[1]q ct state established,related accept
-		iifname %[1]q drop
-	}
-}
-`, TeamRouterWANIface)); err != nil {
+	if err := l.nft(ctx, TeamRouter, routerNAT(TeamRouterWANIface)); err != nil {
 		return err
 	}
 	// The teammate's own /etc/ssl (ip netns exec binds /etc/netns/<ns>/ssl
@@ -156,7 +147,8 @@ func (l *Lab) addMesh(ctx context.Context) error {
 
 	dir := filepath.Join(l.Dir, "mesh")
 	m := &Mesh{Dir: dir, Tools: paths, lab: l, TeammateSocket: filepath.Join(dir, "teammate", "tailscaled.sock"),
-		conf: coord.Server{Dir: filepath.Join(dir, "headscale"), Addr: Headscale, BaseDomain: TeamDomain}}
+		conf: coord.Server{Dir: filepath.Join(dir, "headscale"), Addr: Headscale, BaseDomain: TeamDomain,
+			Metrics: fmt.Sprintf("127.0.0.1:%d", HeadscaleMetricsPort)}}
 	ca, err := m.conf.Write()
 	if err != nil {
 		return fmt.Errorf("writing Headscale's config: %w", err)

@@ -88,7 +88,7 @@ func BenchmarkTeammateDownload(b *testing.B) {
 // derpDrops is the number of packets the lab's DERP relay (Headscale's) has
 // dropped so far, from its metrics in the coordination server's namespace.
 func derpDrops(b *testing.B, ctx context.Context, e *labtest.Env) float64 {
-	out, err := e.Lab.Exec(ctx, lab.Coord, "curl", "-sS", "--max-time", "5", "http://127.0.0.1:9090/debug/varz")
+	out, err := e.Lab.Exec(ctx, lab.Coord, "curl", "-sS", "--max-time", "5", fmt.Sprintf("http://127.0.0.1:%d/debug/varz", lab.HeadscaleMetricsPort))
 	if err != nil {
 		b.Fatalf("Headscale's metrics: %v", err)
 	}

@@ -124,6 +124,7 @@ func TestTeamThroughTheBox(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := []string{m.APIKey}
+	t.Cleanup(func() { forgetDevices(t, m) })
 	tm := setUpTeam(t, ctx, e)
 	o, ms := tm.o, tm.ms
 	if out, err := cli(ctx, e, "status"); err != nil || !strings.Contains(out, "Headscale reachable; the box's node up as "+boxName) {
@@ -359,6 +360,37 @@ func noAPIKeys(t *testing.T, ctx context.Context, e *labtest.Env, keys []string)
 	})
 	if err != nil || n == 0 {
 		t.Errorf("reading the box's state directory: %d files, %v", n, err)
+	}
+}
+
+// forgetDevices logs the teammate out and deletes the team devices the test
+// enrolled, so the tests after it in the shared lab enroll under the same names.
+func forgetDevices(t *testing.T, m *lab.Mesh) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.ResetTeammate(ctx); err != nil {
+		t.Errorf("logging the teammate out: %v", err)
+	}
+	out, err := m.HeadscaleCLI(ctx, "nodes", "list", "--output", "json")
+	if err != nil {
+		t.Errorf("headscale nodes list: %v", err)
+		return
+	}
+	var nodes []struct {
+		ID        uint64 `json:"id"`
+		GivenName string `json:"given_name"`
+	}
+	if err := json.Unmarshal([]byte(out), &nodes); err != nil {
+		t.Errorf("headscale nodes list: %v\n%s", err, out)
+		return
+	}
+	for _, n := range nodes {
+		if n.GivenName == boxName {
+			continue
+		}
+		if out, err := m.HeadscaleCLI(ctx, "nodes", "delete", "--identifier", fmt.Sprint(n.ID), "--force"); err != nil {
+			t.Errorf("deleting node %s: %v %s", n.GivenName, err, out)
+		}
 	}
 }
 

@@ -106,6 +106,10 @@ type Server struct {
 	STUNPort uint16
 	// BaseDomain is MagicDNS's domain (default "team.lab").
 	BaseDomain string
+	// Metrics is where Headscale serves its metrics (/metrics, /debug/varz),
+	// such as 127.0.0.1:9090 inside the lab's coordination namespace; empty:
+	// not served.
+	Metrics string
 }
 
 // URL is the server's server_url.
@@ -167,7 +171,7 @@ func (s Server) yaml() []byte {
 	return []byte(fmt.Sprintf(`# Headscale v0.29.2 for a Redoubt lab: written by lab/coord.
 server_url: %[1]s
 listen_addr: %[2]s
-metrics_listen_addr: 127.0.0.1:9090
+metrics_listen_addr: %[8]s
 grpc_listen_addr: 127.0.0.1:0
 grpc_allow_insecure: false
 trusted_proxies: []
@@ -230,5 +234,5 @@ logtail:
 taildrop:
   enabled: false
 `, s.URL(), net.JoinHostPort(s.Addr.String(), strconv.Itoa(int(port))), d,
-		net.JoinHostPort(s.Addr.String(), strconv.Itoa(int(stun))), ip4, dom, s.Socket()))
+		net.JoinHostPort(s.Addr.String(), strconv.Itoa(int(stun))), ip4, dom, s.Socket(), strconv.Quote(s.Metrics)))
 }
