@@ -33,10 +33,11 @@ fi
 echo "==> tests"
 go test -count=1 -timeout 25m -v ./... >"$out/test.log" 2>&1
 status=$?
-grep -E -- '^\s*--- FAIL' -A30 "$out/test.log" | head -200
+grep -E -A30 -e '^\s*--- FAIL' "$out/test.log" | head -200
 echo
 echo "Skipped tests:"
-grep -E -- '^\s*--- SKIP' -A1 "$out/test.log" | grep -vE '^--$' | sed 's/^/  /' || echo "  none"
+skipped=$(grep -E -A1 -e '^\s*--- SKIP' "$out/test.log" | grep -vE '^--$' | sed 's/^/  /')
+echo "${skipped:-  none}"
 echo
 echo "Go's summary (full log: $out/test.log):"
 grep -E '^(ok|FAIL|\?)\s' "$out/test.log" | grep -v 'no test files' || true
