@@ -259,6 +259,10 @@ func (b *Box) meshUp() error {
 	m.node, m.home, m.reason = node, servers, ""
 	m.stop = stopWatch
 	m.mu.Unlock()
+	if b.vault.Locked() {
+		// Locked while the node was joining: Locked's meshDown came too early.
+		b.meshDown("the box is locked")
+	}
 	return nil
 }
 

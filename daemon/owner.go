@@ -456,7 +456,19 @@ func (o *ownerBox) Unlocked() {
 		}
 	}()
 }
-func (o *ownerBox) Locked()    { o.box().log.Info("vault locked") }
+
+// Locked: what runs on keys kept in the vault stops, as after a restart: the
+// team mesh's node, and a VPN whose config the owner set (one from the config
+// file stays up).
+func (o *ownerBox) Locked() {
+	b := o.box()
+	b.log.Info("vault locked")
+	b.meshDown("the box is locked")
+	if b.vpn != nil {
+		b.vpn.Locked()
+	}
+}
+
 func (o *ownerBox) SetupDone() { b := o.box(); b.setBoxName(b.setup.BoxName()) }
 
 // setBoxName gives the box's DNS name the owner's choice ("" for the default).

@@ -301,6 +301,34 @@ func TestTeamThroughTheBox(t *testing.T) {
 		return fetchBox(ctx, m, boxName, 5)
 	})
 
+	// Locked at the console: the node stops, as after a restart, and the
+	// member loses the box; unlocked, it comes back. The VPN, whose config
+	// here comes from the config file, stays up (one kept in the vault would
+	// close: vpn/external.TestLockedVault).
+	if out, err := cli(ctx, e, "lock"); err != nil {
+		t.Fatalf("redoubt lock: %v %s", err, out)
+	}
+	locked := time.Now()
+	waitFor(t, 15*time.Second, func() error {
+		ms, err := meshStatus(ctx, e)
+		if err != nil {
+			return err
+		}
+		if ms.Node != "off" {
+			return fmt.Errorf("locked: node %q (%s)", ms.Node, ms.NodeDetail)
+		}
+		return nil
+	})
+	t.Logf("locked to the node down: %v", time.Since(locked).Round(100*time.Millisecond))
+	if vs, err := e.Box.API.VPNStatus(ctx); err != nil || vs.State != "up" {
+		t.Errorf("locked, the VPN from the config file is %q (%v)", vs.State, err)
+	}
+	if err := fetchBox(ctx, m, boxName, 3); err == nil {
+		t.Error("with the box locked, the member still reaches it")
+	}
+	unlock(t, ctx, e)
+	waitFor(t, 60*time.Second, func() error { return fetchBox(ctx, m, boxName, 5) })
+
 	// The box's node deleted on the server while the box was off: unlocked
 	// again, the box finds its node unknown and joins again by itself.
 	e.RestartBox(t, "")

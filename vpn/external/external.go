@@ -373,6 +373,28 @@ func (v *VPN) Unlocked() {
 	}
 }
 
+// Locked is called when the owner locks the vault: a tunnel made from the
+// configuration kept there closes, as after a restart, until the vault opens
+// again. A configuration from the config file stays in use.
+func (v *VPN) Locked() {
+	v.mu.Lock()
+	fromVault := v.source == vaultSource
+	v.mu.Unlock()
+	if !fromVault {
+		return
+	}
+	v.log.Info("VPN tunnel closed: the box is locked")
+	v.use(nil, "")
+	v.setConfigError(lockedReason)
+}
+
+// Where a configuration came from, for the one kept in the vault, and why the
+// VPN waits while the vault is locked.
+const (
+	vaultSource  = "set by the owner (kept in the vault)"
+	lockedReason = "the box is locked: unlock it to start the VPN (its config is kept sealed)"
+)
+
 // load reads the configuration from the config file or the vault and uses it,
 // unless the tunnel already runs with the same.
 func (v *VPN) load() {
@@ -402,13 +424,13 @@ func (v *VPN) load() {
 		case errors.Is(err, vault.ErrNotFound), errors.Is(err, vault.ErrNotInitialized):
 			return
 		case errors.Is(err, vault.ErrLocked):
-			v.setConfigError("the box is locked: unlock it to start the VPN (its config is kept sealed)")
+			v.setConfigError(lockedReason)
 			return
 		case err != nil:
 			v.setConfigError("reading the VPN config from the vault: " + err.Error())
 			return
 		}
-		text, source = b, "set by the owner (kept in the vault)"
+		text, source = b, vaultSource
 	default:
 		v.mu.Lock()
 		had := v.wgcfg != nil || v.cfgErr != ""

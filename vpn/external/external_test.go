@@ -323,6 +323,25 @@ func TestLockedVault(t *testing.T) {
 	store.mu.Unlock()
 	v.Unlocked()
 	waitState(t, v, StateUp, 10*time.Second)
+
+	// Locked again: the tunnel closes, and nothing leaves, until the next unlock.
+	store.mu.Lock()
+	store.locked = true
+	store.mu.Unlock()
+	v.Locked()
+	st = waitState(t, v, StateDown, 2*time.Second)
+	if !strings.Contains(st.Reason, "locked") {
+		t.Errorf("reason after locking: %s", st.Reason)
+	}
+	if c, err := v.Dialer().DialContext(context.Background(), "tcp", "10.0.0.1:80"); err == nil {
+		c.Close()
+		t.Error("the egress dials with the box locked")
+	}
+	store.mu.Lock()
+	store.locked = false
+	store.mu.Unlock()
+	v.Unlocked()
+	waitState(t, v, StateUp, 10*time.Second)
 }
 
 func TestConfigFileWins(t *testing.T) {
