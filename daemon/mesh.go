@@ -455,6 +455,9 @@ func (b *Box) meshStatus() *localapi.MeshStatus {
 	b.mesh.mu.Unlock()
 	if node == nil {
 		st.NodeDetail = reason
+		if b.vault.Locked() {
+			st.NodeDetail = "the box is locked: unlock it to join the team mesh"
+		}
 		return st
 	}
 	ns := node.Status()

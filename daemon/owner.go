@@ -458,12 +458,16 @@ func (o *ownerBox) Unlocked() {
 }
 
 // Locked: what runs on keys kept in the vault stops, as after a restart: the
-// team mesh's node, and a VPN whose config the owner set (one from the config
-// file stays up).
+// team mesh's node and its use of Headscale's API key, and a VPN whose config
+// the owner set (one from the config file stays up).
 func (o *ownerBox) Locked() {
 	b := o.box()
 	b.log.Info("vault locked")
 	b.meshDown("the box is locked")
+	if b.mesh != nil {
+		// The API key came from the vault too: forget it until the unlock.
+		b.mesh.members.SetHeadscale(nil)
+	}
 	if b.vpn != nil {
 		b.vpn.Locked()
 	}

@@ -170,7 +170,10 @@ func cmdStatus(args []string) error {
 	}
 	if m := st.Mesh; m != nil {
 		line := "not set up"
-		if m.Configured {
+		switch {
+		case !m.Configured && m.NodeDetail != "":
+			line = m.NodeDetail
+		case m.Configured:
 			line = "Headscale " + m.Headscale
 			if m.Headscale != "reachable" && m.HeadscaleDetail != "" {
 				line += " (" + m.HeadscaleDetail + ")"

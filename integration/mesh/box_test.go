@@ -320,6 +320,9 @@ func TestTeamThroughTheBox(t *testing.T) {
 		return nil
 	})
 	t.Logf("locked to the node down: %v", time.Since(locked).Round(100*time.Millisecond))
+	if out, err := cli(ctx, e, "status"); err != nil || !strings.Contains(out, "the box is locked: unlock it to join the team mesh") {
+		t.Errorf("redoubt status while locked: %v\n%s", err, out)
+	}
 	if vs, err := e.Box.API.VPNStatus(ctx); err != nil || vs.State != "up" {
 		t.Errorf("locked, the VPN from the config file is %q (%v)", vs.State, err)
 	}
