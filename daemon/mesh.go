@@ -260,8 +260,9 @@ func (b *Box) meshUp() error {
 	m.stop = stopWatch
 	m.mu.Unlock()
 	if b.vault.Locked() {
-		// Locked while the node was joining: Locked's meshDown came too early.
+		// Locked while the node was joining: Locked came too early.
 		b.meshDown("the box is locked")
+		m.members.SetHeadscale(nil)
 	}
 	return nil
 }
