@@ -75,15 +75,19 @@ func (e DHCPEvent) Bound() bool {
 	return false
 }
 
-// dhcpScript is the client script: record, then configure. $reason is set by
-// dhclient; udhcpc passes the event as $1.
+// dhcpScript is the client script: configure, then record, so a test that sees
+// an event finds the laptop configured. $reason is set by dhclient; udhcpc
+// passes the event as $1.
 const dhcpScript = `#!/bin/sh
-# Written by the lab (lab/dhcp.go): records each DHCP event for tests, then
-# configures the laptop's interface.
+# Written by the lab (lab/dhcp.go): configures the laptop's interface, then
+# records the DHCP event for tests.
 dir=%q
-n=$(ls "$dir/events" | wc -l)
-f="$dir/events/$(printf %%05d "$n")"
-{ echo "lab_time=$(date +%%s.%%N)"; echo "lab_arg=$1"; env; } > "$f.tmp" && mv "$f.tmp" "$f.env"
+lab_time=$(date +%%s.%%N)
+record() {
+	n=$(ls "$dir/events" | wc -l)
+	f="$dir/events/$(printf %%05d "$n")"
+	{ echo "lab_time=$lab_time"; echo "lab_arg=$1"; env; } > "$f.tmp" && mv "$f.tmp" "$f.env"
+}
 
 resolv() { # nameservers, search
 	{ [ -n "$2" ] && echo "search $2"; for ns in $1; do echo "nameserver $ns"; done; } > /etc/resolv.conf
@@ -111,6 +115,7 @@ else
 		;;
 	esac
 fi
+record "$1"
 exit 0
 `
 
