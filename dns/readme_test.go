@@ -100,6 +100,8 @@ type readmeServer struct {
 	srv  *dnsserver.Server
 	cfg  *dnsserver.Config
 	addr string
+	pc   net.PacketConn
+	ln   net.Listener
 	done chan struct{}
 }
 
@@ -142,7 +144,7 @@ func startCorefile(t *testing.T, corefile string) *readmeServer {
 		t.Fatal(err)
 	}
 	pc, ln := loopbackPair(t)
-	rs := &readmeServer{srv: srv, cfg: cfg, addr: ln.Addr().String(), done: make(chan struct{})}
+	rs := &readmeServer{srv: srv, cfg: cfg, addr: ln.Addr().String(), pc: pc, ln: ln, done: make(chan struct{})}
 	go func() { srv.ServePacket(pc); rs.done <- struct{}{} }()
 	go func() { srv.Serve(ln); rs.done <- struct{}{} }()
 	return rs
@@ -150,6 +152,10 @@ func startCorefile(t *testing.T, corefile string) *readmeServer {
 
 func (s *readmeServer) close() {
 	s.srv.Stop()
+	// Stop closes only what ServePacket and Serve have registered so far:
+	// closing the sockets ends them even if they had not yet started.
+	s.pc.Close()
+	s.ln.Close()
 	<-s.done
 	<-s.done
 }
