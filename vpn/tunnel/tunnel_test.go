@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -449,13 +450,14 @@ func TestBadOptions(t *testing.T) {
 	}
 }
 
-// BenchmarkTunnelDownload moves 32 MiB per iteration from the in-process server
-// to the client over the tunnel on loopback: WireGuard both ways, the netstack's
-// link layer, GRO and TCP.
-func BenchmarkTunnelDownload(b *testing.B) {
+// benchChunk is what one benchmark iteration moves through the tunnel.
+const benchChunk = 32 << 20
+
+// benchTunnel runs serve on every connection the in-process server accepts,
+// dials it from the box's tunnel, and runs iter b.N times on that connection.
+func benchTunnel(b *testing.B, serve func(c net.Conn, buf []byte) error, iter func(c net.Conn, buf []byte) error) {
 	p := newPair(b, false)
 	ln := p.listenTCP(b, 80)
-	const chunk = 32 << 20
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -465,16 +467,7 @@ func BenchmarkTunnelDownload(b *testing.B) {
 			go func() {
 				defer c.Close()
 				buf := make([]byte, 256<<10)
-				var req [1]byte
-				for {
-					if _, err := c.Read(req[:]); err != nil {
-						return
-					}
-					for n := 0; n < chunk; n += len(buf) {
-						if _, err := c.Write(buf); err != nil {
-							return
-						}
-					}
+				for serve(c, buf) == nil {
 				}
 			}()
 		}
@@ -487,62 +480,70 @@ func BenchmarkTunnelDownload(b *testing.B) {
 	}
 	defer c.Close()
 	buf := make([]byte, 256<<10)
-	b.SetBytes(chunk)
+	b.SetBytes(benchChunk)
 	b.ResetTimer()
 	for range b.N {
-		c.Write([]byte{1})
-		if _, err := io.CopyBuffer(io.Discard, io.LimitReader(c, chunk), buf); err != nil {
+		if err := iter(c, buf); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// sendChunk writes benchChunk bytes.
+func sendChunk(c net.Conn, buf []byte) error {
+	for n := 0; n < benchChunk; n += len(buf) {
+		if _, err := c.Write(buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readChunk reads benchChunk bytes.
+func readChunk(c net.Conn, buf []byte) error {
+	n, err := io.CopyBuffer(io.Discard, io.LimitReader(c, benchChunk), buf)
+	if err == nil && n != benchChunk {
+		err = fmt.Errorf("read %d of %d bytes", n, benchChunk)
+	}
+	return err
+}
+
+// BenchmarkTunnelDownload moves 32 MiB per iteration from the in-process server
+// to the client over the tunnel on loopback: WireGuard both ways, the netstack's
+// link layer, GRO and TCP.
+func BenchmarkTunnelDownload(b *testing.B) {
+	benchTunnel(b,
+		func(c net.Conn, buf []byte) error { // one byte asks for a chunk
+			if _, err := c.Read(buf[:1]); err != nil {
+				return err
+			}
+			return sendChunk(c, buf)
+		},
+		func(c net.Conn, buf []byte) error {
+			if _, err := c.Write([]byte{1}); err != nil {
+				return err
+			}
+			return readChunk(c, buf)
+		})
 }
 
 // BenchmarkTunnelUpload moves 32 MiB per iteration from the client to the
 // in-process server over the tunnel on loopback: the box sending, as its tailnet
 // node does to a DERP relay in strict mode.
 func BenchmarkTunnelUpload(b *testing.B) {
-	p := newPair(b, false)
-	ln := p.listenTCP(b, 80)
-	const chunk = 32 << 20
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	benchTunnel(b,
+		func(c net.Conn, buf []byte) error { // one byte acknowledges a chunk
+			if err := readChunk(c, buf); err != nil {
+				return err
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 256<<10)
-				for {
-					if _, err := io.CopyBuffer(io.Discard, io.LimitReader(c, chunk), buf); err != nil {
-						return
-					}
-					if _, err := c.Write([]byte{1}); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c, err := p.client.DialContext(ctx, "tcp", "10.66.0.1:80")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	buf := make([]byte, 256<<10)
-	var ack [1]byte
-	b.SetBytes(chunk)
-	b.ResetTimer()
-	for range b.N {
-		for n := 0; n < chunk; n += len(buf) {
-			if _, err := c.Write(buf); err != nil {
-				b.Fatal(err)
+			_, err := c.Write([]byte{1})
+			return err
+		},
+		func(c net.Conn, buf []byte) error {
+			if err := sendChunk(c, buf); err != nil {
+				return err
 			}
-		}
-		if _, err := io.ReadFull(c, ack[:]); err != nil {
-			b.Fatal(err)
-		}
-	}
+			_, err := io.ReadFull(c, buf[:1])
+			return err
+		})
 }
