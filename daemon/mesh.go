@@ -18,6 +18,7 @@ import (
 
 	"github.com/redoubt/redoubt/apps/home"
 	"github.com/redoubt/redoubt/dns/plugin/localnames"
+	"github.com/redoubt/redoubt/ui"
 	"github.com/redoubt/redoubt/ui/localapi"
 	"github.com/redoubt/redoubt/ui/pki"
 	"github.com/redoubt/redoubt/vault"
@@ -282,10 +283,10 @@ func (b *Box) serveMembers(node *tailnet.Node, name string) ([]*http.Server, err
 		return nil, err
 	}
 	log := b.log.With("room", "apps")
-	page := home.Server(home.Handler(home.Info{BoxName: name}, log), log)
+	page := ui.Server(home.Handler(home.Info{BoxName: name}, log), log)
 	certs := &tailnetCerts{box: b, node: node}
 	go page.Serve(tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}))
-	toHTTPS := home.Server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	toHTTPS := ui.Server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "https://"+r.Host+r.URL.RequestURI(), http.StatusMovedPermanently)
 	}), log)
 	go toHTTPS.Serve(ln80)

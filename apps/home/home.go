@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"time"
 )
 
 //go:embed assets
@@ -85,17 +84,5 @@ func speed(w http.ResponseWriter, r *http.Request) {
 		if _, err := w.Write(buf[:min(left, len(buf))]); err != nil {
 			return
 		}
-	}
-}
-
-// Server wraps h with timeouts for the tailnet side.
-func Server(h http.Handler, log *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 }
