@@ -36,7 +36,10 @@ func (c *testClock) Synced() bool   { return c.synced.Load() }
 
 type testLogger struct{ t testing.TB }
 
-func (w testLogger) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testLogger) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // rig is a log over a real vault.
 type rig struct {

@@ -27,7 +27,9 @@ func TestBody(t *testing.T) {
 	}
 }
 
-func b64(h tlog.Hash) string { return strings.TrimSuffix(string(Checkpoint{Origin: "o", Hash: h}.Body()[4:]), "\n") }
+func b64(h tlog.Hash) string {
+	return strings.TrimSuffix(string(Checkpoint{Origin: "o", Hash: h}.Body()[4:]), "\n")
+}
 
 func TestSignOpenCosign(t *testing.T) {
 	skey, vkey, _ := note.GenerateKey(rand.Reader, "redoubt.box/audit/1")
