@@ -1,6 +1,6 @@
 // Package internet runs what stands for the internet in the lab: a "tracker" web
-// server on HTTP and HTTPS and a DNS resolver that answers every name with the
-// tracker's address — everything the laptop must never reach. Every request that
+// server on HTTP and HTTPS, a time server (NTP, udp/123) and a DNS resolver that
+// answers every name with the tracker's address — everything the laptop must never reach. Every request that
 // arrives is written as one JSON line, so a test can prove none came from the laptop.
 // Only the lab and `redoubt lab internet` import it.
 package internet
@@ -26,12 +26,14 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/net/ipv4"
+
+	"github.com/redoubt/redoubt/clock"
 )
 
 // Hit is one request that reached the internet.
 type Hit struct {
 	Time   time.Time `json:"time"`
-	Proto  string    `json:"proto"` // http, https, dns-udp, dns-tcp
+	Proto  string    `json:"proto"` // http, https, dns-udp, dns-tcp, ntp
 	Remote string    `json:"remote"`
 	Name   string    `json:"name,omitempty"` // Host header or DNS question
 }
@@ -59,8 +61,8 @@ func (s *server) hit(h Hit) {
 	s.mu.Unlock()
 }
 
-// Serve listens on every address of the namespace (ports 80, 443 and 53) until
-// ctx ends.
+// Serve listens on every address of the namespace (ports 80, 443, 53 and
+// udp/123) until ctx ends.
 func Serve(ctx context.Context, opts Options) error {
 	s := &server{opts: opts, enc: json.NewEncoder(opts.Log)}
 	cert, err := selfSigned(opts.Names)
@@ -91,6 +93,10 @@ func Serve(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	ntp, err := net.ListenPacket("udp4", ":123")
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	tlsSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
@@ -99,6 +105,7 @@ func Serve(ctx context.Context, opts Options) error {
 	go func() { errc <- tlsSrv.ServeTLS(httpsLn, "", "") }()
 	go func() { errc <- s.serveDNSUDP(udp) }()
 	go func() { errc <- s.serveDNSTCP(tcpDNS) }()
+	go func() { errc <- s.serveUDP(ntp, "ntp", s.answerNTP) }()
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
@@ -107,6 +114,7 @@ func Serve(ctx context.Context, opts Options) error {
 	tlsSrv.Close()
 	udp.Close()
 	tcpDNS.Close()
+	ntp.Close()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
@@ -117,6 +125,16 @@ func Serve(ctx context.Context, opts Options) error {
 // has several addresses, and an answer from another one would not pass back
 // through the NAT (the home router's, the VPN provider's) the query came through.
 func (s *server) serveDNSUDP(pc net.PacketConn) error {
+	return s.serveUDP(pc, "dns-udp", s.answer)
+}
+
+// answerNTP answers an NTP client with the namespace's clock (the machine's).
+func (s *server) answerNTP(q []byte) ([]byte, string) {
+	now := time.Now()
+	return clock.Answer(q, now, now), ""
+}
+
+func (s *server) serveUDP(pc net.PacketConn, proto string, answer func([]byte) ([]byte, string)) error {
 	p := ipv4.NewPacketConn(pc)
 	if err := p.SetControlMessage(ipv4.FlagDst, true); err != nil {
 		return err
@@ -127,8 +145,8 @@ func (s *server) serveDNSUDP(pc net.PacketConn) error {
 		if err != nil {
 			return err
 		}
-		resp, name := s.answer(buf[:n])
-		s.hit(Hit{Proto: "dns-udp", Remote: from.String(), Name: name})
+		resp, name := answer(buf[:n])
+		s.hit(Hit{Proto: proto, Remote: from.String(), Name: name})
 		if resp != nil {
 			var reply *ipv4.ControlMessage
 			if cm != nil {
