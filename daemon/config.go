@@ -15,6 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/redoubt/redoubt/clock"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/dhcp"
 	"github.com/redoubt/redoubt/dns"
@@ -43,6 +44,8 @@ type Config struct {
 	VPN external.Config `toml:"vpn"`
 	// Mesh is how the box's node in the team's tailnet runs.
 	Mesh MeshConfig `toml:"mesh"`
+	// Clock is where the box gets its time (NTP through the VPN).
+	Clock clock.Config `toml:"clock"`
 
 	dev Options // from the command line, not the file
 }
@@ -115,6 +118,7 @@ func (c Config) WithDefaults() Config {
 		c.API.Socket = DefaultSocket
 	}
 	c.WAN = c.WAN.WithDefaults()
+	c.Clock = c.Clock.WithDefaults()
 	return c
 }
 
@@ -136,6 +140,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("wan.interface %q is also lan.interface: the WAN and LAN ports must be two interfaces", c.WAN.Interface)
 	}
 	if err := c.VPN.Validate(); err != nil {
+		return err
+	}
+	if err := c.Clock.Validate(); err != nil {
 		return err
 	}
 	if !filepath.IsAbs(c.State.Dir) {

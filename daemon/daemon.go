@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redoubt/redoubt/audit/auditlog"
+	"github.com/redoubt/redoubt/clock"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/datapath/leaklog"
 	"github.com/redoubt/redoubt/dhcp"
@@ -139,6 +141,9 @@ type Box struct {
 	ui      *ui.UI
 	vpn     *external.VPN
 	mesh    *mesh
+	clock   *clock.Clock
+	audit   *auditlog.Log
+	bg      background // the daemon's own loops
 	errc    chan error
 	restart chan struct{}
 }
@@ -146,6 +151,7 @@ type Box struct {
 // Start builds and starts every room.
 func Start(cfg Config, log *slog.Logger) (*Box, error) {
 	b := &Box{cfg: cfg, log: log, started: time.Now(), errc: make(chan error, 4), restart: make(chan struct{}, 1)}
+	b.bg.ctx, b.bg.cancel = context.WithCancel(context.Background())
 	if err := os.MkdirAll(cfg.State.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state.dir %s: %w", cfg.State.Dir, err)
 	}
@@ -174,6 +180,10 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 		b.Close()
 		return nil, err
 	}
+	if err := b.startClockAndAudit(cfg); err != nil {
+		b.Close()
+		return nil, err
+	}
 	if err := b.startLANServices(cfg, l); err != nil {
 		b.Close()
 		return nil, err
@@ -198,7 +208,7 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 	}
 	apiLog := log.With("room", "api")
 	b.api = &http.Server{
-		Handler:           localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Queries: b.queries, Devices: b.devices, Owner: (*consoleOwner)(b), VPN: b.vpnAPI(), Logger: apiLog}),
+		Handler:           localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Queries: b.queries, Devices: b.devices, Owner: (*consoleOwner)(b), VPN: b.vpnAPI(), Audit: b.audit.Handler(nil), Logger: apiLog}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	b.serve("api", b.api, apiLn)
@@ -376,10 +386,12 @@ func (b *Box) status() localapi.Status {
 			StackDropped:  st.StackDropped,
 			StackCounters: b.lan.Load().StackCounters(),
 		},
-		DNS:  b.dnsStatus(),
-		DHCP: b.dhcpStats(),
-		VPN:  b.vpnStatus(),
-		Mesh: b.meshStatus(),
+		DNS:   b.dnsStatus(),
+		DHCP:  b.dhcpStats(),
+		VPN:   b.vpnStatus(),
+		Mesh:  b.meshStatus(),
+		Clock: b.clockStatus(),
+		Audit: b.auditStatus(),
 	}
 }
 
@@ -412,6 +424,10 @@ func (b *Box) Close() error {
 		}
 	}
 	b.closeMesh()
+	b.bg.stop()
+	if b.audit != nil {
+		b.audit.Close()
+	}
 	if b.vpn != nil {
 		b.vpn.Close()
 	}

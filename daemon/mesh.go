@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/redoubt/redoubt/apps/home"
+	"github.com/redoubt/redoubt/audit"
 	"github.com/redoubt/redoubt/dns/plugin/localnames"
 	"github.com/redoubt/redoubt/ui"
 	"github.com/redoubt/redoubt/ui/localapi"
@@ -103,8 +104,12 @@ func (b *Box) startMesh(cfg Config) error {
 		},
 		OnRemoved: func(mem members.Member) {
 			b.log.Info("member removed; their devices can no longer reach the box", "member", mem.Name, "devices", len(mem.Devices))
+			if b.audit != nil {
+				b.audit.RemoveWitnesses(mem.Name)
+			}
 		},
 		DeviceOS: b.deviceOS,
+		Audit:    b.recorder(),
 	})
 	if err != nil {
 		return err
@@ -190,6 +195,7 @@ func (b *Box) SetMeshSettings(ctx context.Context, s meshSettings) error {
 		return err
 	}
 	b.log.Info("team mesh set up", "login_server", s.LoginServer)
+	b.owner(audit.KindMesh, "set the team mesh", s.LoginServer, "Headscale and its API key")
 	return b.meshUp()
 }
 

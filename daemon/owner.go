@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redoubt/redoubt/audit"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/datapath/leaklog"
 	"github.com/redoubt/redoubt/dhcp"
@@ -68,7 +69,7 @@ func (b *Box) startUI(cfg Config) error {
 		Logger:   b.log.With("room", "ui"),
 		Version:  version.Get().Version,
 		Setup:    b.setup,
-		Vault:    b.vault,
+		Vault:    auditVault{b.vault, b},
 		Box:      (*ownerBox)(b),
 		StateDir: cfg.State.Dir,
 		Addr:     func() netip.Addr { return b.lan.Load().Addr() },
@@ -367,6 +368,7 @@ func (o *ownerBox) ApplySettings(s ui.Settings) error {
 		if err := b.saveOverrides(next); err != nil {
 			return fmt.Errorf("keeping the settings: %w", err)
 		}
+		b.owner(audit.KindAdmin, "change settings", "", settingsChange(o.Settings(), s))
 		if s.BoxName != b.setup.BoxName() {
 			b.setBoxName(s.BoxName)
 		}
@@ -387,10 +389,32 @@ func (o *ownerBox) ApplySettings(s ui.Settings) error {
 	if err := b.saveOverrides(next); err != nil {
 		return fmt.Errorf("keeping the settings: %w", err)
 	}
+	b.owner(audit.KindAdmin, "change settings", "", settingsChange(o.Settings(), s))
 	if s.BoxName != b.setup.BoxName() {
 		b.setBoxName(s.BoxName)
 	}
 	return nil
+}
+
+// settingsChange says what the settings page changed.
+func settingsChange(old, next ui.Settings) string {
+	var d []string
+	if old.BoxName != next.BoxName {
+		d = append(d, fmt.Sprintf("box name %q → %q", old.BoxName, next.BoxName))
+	}
+	if old.LANAddress != next.LANAddress {
+		d = append(d, fmt.Sprintf("LAN address %s → %s", old.LANAddress, next.LANAddress))
+	}
+	if old.LeaseTime != next.LeaseTime {
+		d = append(d, fmt.Sprintf("lease time %s → %s", old.LeaseTime, next.LeaseTime))
+	}
+	if !slices.Equal(old.Reservations, next.Reservations) {
+		d = append(d, fmt.Sprintf("%d address reservations", len(next.Reservations)))
+	}
+	if len(d) == 0 {
+		return "nothing changed"
+	}
+	return strings.Join(d, "; ")
 }
 
 // fieldOf guesses the settings-page field a config error is about.
@@ -411,6 +435,7 @@ func fieldOf(err error) string {
 func (o *ownerBox) Reboot() error {
 	b := o.box()
 	b.log.Info("restarting at the owner's request")
+	b.owner(audit.KindAdmin, "restart the box", "", "")
 	select {
 	case b.restart <- struct{}{}:
 	default:
@@ -424,7 +449,13 @@ func (o *ownerBox) Reboot() error {
 func (o *ownerBox) FactoryReset() error {
 	b := o.box()
 	b.log.Warn("factory reset: erasing the owner's data")
+	b.owner(audit.KindAdmin, "factory reset", "", "the box's data, keys and this log are erased")
 	var errs []error
+	if b.audit != nil {
+		if err := b.audit.Wipe(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := b.vault.Wipe(); err != nil {
 		errs = append(errs, fmt.Errorf("erasing the vault: %w", err))
 	}
@@ -445,6 +476,12 @@ func (o *ownerBox) FactoryReset() error {
 func (o *ownerBox) Unlocked() {
 	b := o.box()
 	b.log.Info("vault unlocked")
+	if b.audit != nil {
+		if err := b.audit.Unlocked(); err != nil {
+			b.log.Error("the audit log cannot sign", "err", err)
+		}
+	}
+	b.owner(audit.KindLock, "unlock", "", "")
 	if b.vpn != nil {
 		b.vpn.Unlocked() // a VPN config kept in the vault can now be read
 	}
@@ -463,6 +500,10 @@ func (o *ownerBox) Unlocked() {
 func (o *ownerBox) Locked() {
 	b := o.box()
 	b.log.Info("vault locked")
+	b.owner(audit.KindLock, "lock", "", "")
+	if b.audit != nil {
+		b.audit.Locked()
+	}
 	b.meshDown("the box is locked")
 	if b.mesh != nil {
 		// The API key came from the vault too: forget it until the unlock.
@@ -473,7 +514,11 @@ func (o *ownerBox) Locked() {
 	}
 }
 
-func (o *ownerBox) SetupDone() { b := o.box(); b.setBoxName(b.setup.BoxName()) }
+func (o *ownerBox) SetupDone() {
+	b := o.box()
+	b.setBoxName(b.setup.BoxName())
+	b.owner(audit.KindAdmin, "finish setup", b.setup.BoxName(), "")
+}
 
 // setBoxName gives the box's DNS name the owner's choice ("" for the default).
 func (b *Box) setBoxName(name string) {
@@ -529,6 +574,7 @@ func (c *consoleOwner) Unlock(passphrase []byte) error {
 	}
 	was := b.vault.Locked()
 	if err := b.vault.Unlock(passphrase); err != nil {
+		b.record(audit.Event{Kind: audit.KindLock, Action: "unlock refused", Actor: audit.ActorOwner, Detail: err.Error() + " (console)"})
 		return err
 	}
 	if was {

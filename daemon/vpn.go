@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redoubt/redoubt/audit"
 	"github.com/redoubt/redoubt/ui"
 	"github.com/redoubt/redoubt/ui/localapi"
 	"github.com/redoubt/redoubt/vpn/external"
@@ -34,7 +35,7 @@ func (b *Box) vpnAPI() localapi.VPN {
 	if b.vpn == nil {
 		return nil
 	}
-	return b.vpn
+	return auditVPN{b.vpn, b}
 }
 
 // vpnStatus is the VPN's health for the status command.
@@ -102,7 +103,10 @@ func (s vpnStep) Submit(values map[string]string) error {
 	if s.b.vpn == nil {
 		return errors.New("the VPN is not running on this box")
 	}
-	_, err := s.b.vpn.Set([]byte(strings.ReplaceAll(values["config"], "\r\n", "\n")))
+	c, err := s.b.vpn.Set([]byte(strings.ReplaceAll(values["config"], "\r\n", "\n")))
+	if err == nil {
+		s.b.owner(audit.KindVPN, "set the VPN", vpnEndpoint(c), "on the owner's pages")
+	}
 	var we *wgconfig.Error
 	switch {
 	case errors.As(err, &we):

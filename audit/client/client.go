@@ -53,6 +53,8 @@ type Options struct {
 // Result is what a verification found.
 type Result struct {
 	Prev, Next checkpoint.Checkpoint
+	// Key is the log's key the checkpoints verified with.
+	Key string
 	// First: no checkpoint was saved; the key was pinned now.
 	First bool
 	// Signed is the verified checkpoint, to save.
@@ -80,6 +82,7 @@ func (c *Client) Verify(ctx context.Context, st State, opts Options) (Result, er
 	} else if boxKey != st.Key {
 		return res, fmt.Errorf("%w (pinned %s, the box says %s)", ErrKeyChanged, st.Key, boxKey)
 	}
+	res.Key = st.Key
 	signed, err := c.get(ctx, "checkpoint")
 	if err != nil {
 		return res, fmt.Errorf("fetching the checkpoint: %w", err)

@@ -4,7 +4,11 @@
 package version
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
+	"os"
 	"runtime"
 	"runtime/debug"
 )
@@ -47,4 +51,24 @@ func Get() Info {
 // String is the one-line form `redoubt version` prints.
 func (i Info) String() string {
 	return fmt.Sprintf("redoubt %s (commit %s, %s, %s/%s)", i.Version, i.Commit, i.Go, i.OS, i.Arch)
+}
+
+// BinaryHash is the SHA-256 of the running program's file, in hex: what a
+// reproducible build of the same source gives (`make build`, then
+// `sha256sum bin/redoubt`).
+func BinaryHash() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("finding the running binary: %w", err)
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		return "", fmt.Errorf("hashing the running binary: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hashing the running binary %s: %w", exe, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -32,6 +32,14 @@ func NewClient(path string) *Client {
 	}
 }
 
+// HTTP is an HTTP client whose every connection goes to the API's socket
+// (for clients of APIs the daemon mounts, such as the audit log's at
+// BaseURL+"/v1/audit/").
+func (c *Client) HTTP() *http.Client { return c.hc }
+
+// BaseURL is the URL the socket's API is reached at through HTTP.
+const BaseURL = "http://redoubt"
+
 // do sends req, turning the socket's errors into plain words.
 func (c *Client) do(req *http.Request) (*http.Response, error) {
 	resp, err := c.hc.Do(req)

@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/redoubt/redoubt/audit/auditlog"
+	"github.com/redoubt/redoubt/clock"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/datapath/leaklog"
 	"github.com/redoubt/redoubt/datapath/link"
@@ -36,6 +38,11 @@ type Status struct {
 	VPN *external.Status `json:"vpn,omitempty"`
 	// Mesh is the team mesh's.
 	Mesh *MeshStatus `json:"mesh,omitempty"`
+	// Clock is the box's time: synced through the VPN, or why not yet.
+	Clock *clock.Status `json:"clock,omitempty"`
+	// Audit is the tamper-evident log: its size, the latest signed
+	// checkpoint, witnesses, forks seen.
+	Audit *auditlog.Status `json:"audit,omitempty"`
 }
 
 // MeshStatus describes the team mesh: the owner's Headscale as the box last
@@ -115,7 +122,9 @@ type Deps struct {
 	// Owner locks, unlocks and reports on what the box keeps for its owner.
 	Owner Owner
 	// VPN reports on and configures the external VPN (GET/PUT/DELETE /v1/vpn).
-	VPN    VPN
+	VPN VPN
+	// Audit serves the audit log's API (auditlog.Handler) under /v1/audit/.
+	Audit  http.Handler
 	Logger *slog.Logger
 }
 
@@ -155,6 +164,9 @@ func Handler(d Deps) http.Handler {
 		ownerRoutes(mux, d.Owner)
 	}
 	vpnRoutes(mux, d.VPN)
+	if d.Audit != nil {
+		mux.Handle("/v1/audit/", http.StripPrefix("/v1/audit", d.Audit))
+	}
 	mux.HandleFunc("GET /v1/leaks.pcap", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
 		w.Header().Set("Content-Disposition", `attachment; filename="redoubt-drops.pcap"`)

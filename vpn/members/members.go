@@ -31,6 +31,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/redoubt/redoubt/audit"
 	"github.com/redoubt/redoubt/vault"
 	"github.com/redoubt/redoubt/vpn/headscale"
 )
@@ -204,6 +205,9 @@ type Deps struct {
 	// DeviceOS returns a device's operating system by its node key
 	// ("nodekey:…") from the box's tailnet peer list. Optional.
 	DeviceOS func(nodeKey string) string
+	// Audit receives every change to the team, for the box's audit log.
+	// Optional.
+	Audit audit.Recorder
 
 	timing *timing // tests
 }

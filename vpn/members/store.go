@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redoubt/redoubt/audit"
 	"github.com/redoubt/redoubt/vault"
 )
 
@@ -200,6 +201,9 @@ func (m *Manager) loadAudit() {
 // record appends an event to the trail and keeps it in the vault.
 func (m *Manager) record(ctx context.Context, action, member, detail string) {
 	ev := Event{Time: m.now().UTC(), Actor: actorOf(ctx), Action: action, Member: member, Detail: detail}
+	if m.deps.Audit != nil {
+		m.deps.Audit.Record(audit.Event{Kind: audit.KindMember, Action: action, Actor: ev.Actor, Subject: member, Detail: detail})
+	}
 	m.loadAudit()
 	m.audit = append(m.audit, ev)
 	if over := len(m.audit) - m.cfg.AuditLimit; over > 0 {
