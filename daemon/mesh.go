@@ -289,7 +289,12 @@ func (b *Box) serveMembers(node *tailnet.Node, name string) ([]*http.Server, err
 		return nil, err
 	}
 	log := b.log.With("room", "apps")
-	page := ui.Server(home.Handler(home.Info{BoxName: name}, log), log)
+	member := func(r *http.Request) (string, bool) { return memberOf(node, r) }
+	info := home.Info{BoxName: name, Member: member}
+	if b.audit != nil {
+		info.Audit = b.audit.Handler(member)
+	}
+	page := ui.Server(home.Handler(info, log), log)
 	certs := &tailnetCerts{box: b, node: node}
 	go page.Serve(tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}))
 	toHTTPS := ui.Server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -297,6 +302,20 @@ func (b *Box) serveMembers(node *tailnet.Node, name string) ([]*http.Server, err
 	}), log)
 	go toHTTPS.Serve(ln80)
 	return []*http.Server{page, toHTTPS}, nil
+}
+
+// memberOf names the member whose device sent r, by its tailnet address.
+func memberOf(node *tailnet.Node, r *http.Request) (string, bool) {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return "", false
+	}
+	for _, p := range node.Peers() {
+		if p.User != "" && slices.Contains(p.Addrs, ap.Addr().Unmap()) {
+			return p.User, true
+		}
+	}
+	return "", false
 }
 
 // tailnetCerts issues the members' page's certificate from the box's CA when

@@ -1,6 +1,7 @@
 // Package home serves the page team members see at the box's name in the team's
-// tailnet: what the box offers them, and a download to check their connection to
-// the box. It is the only page the box serves on the
+// tailnet: what the box offers them, a download to check their connection to
+// the box, and the box's audit log, which their browser verifies itself
+// (assets/audit.mjs). It is the only page the box serves on the
 // tailnet; the owner's pages (package ui) are never served there. The daemon
 // mounts its Handler on the tailnet node's listener.
 package home
@@ -17,7 +18,10 @@ import (
 //go:embed assets
 var assets embed.FS
 
-var page = template.Must(template.ParseFS(assets, "assets/home.html"))
+var (
+	page      = template.Must(template.ParseFS(assets, "assets/home.html"))
+	auditPage = template.Must(template.ParseFS(assets, "assets/audit.html"))
+)
 
 // App is one service the box offers members.
 type App struct {
@@ -28,18 +32,31 @@ type App struct {
 type Info struct {
 	BoxName string
 	Apps    func() []App
+	// Audit serves the audit log's API (auditlog.Handler, with members as
+	// callers); nil: the page has no log.
+	Audit http.Handler
+	// Member names the member behind a request, from the tailnet.
+	Member func(*http.Request) (string, bool)
+}
+
+// csp lets a page load the box's own styles and scripts and talk to the box,
+// nothing else.
+const csp = "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
+func pageHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", csp)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
 }
 
 // Handler serves the members' page.
 func Handler(info Info, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Content-Type", "text/html; charset=utf-8")
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-store")
+		pageHeaders(w)
 		var apps []App
 		if info.Apps != nil {
 			apps = info.Apps()
@@ -52,7 +69,45 @@ func Handler(info Info, log *slog.Logger) http.Handler {
 		}
 	})
 	mux.HandleFunc("GET /speed", speed)
+	mux.HandleFunc("GET /assets/{file}", func(w http.ResponseWriter, r *http.Request) {
+		ct, ok := staticFiles[r.PathValue("file")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		b, err := assets.ReadFile("assets/" + r.PathValue("file"))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", ct)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Write(b)
+	})
+	if info.Audit != nil {
+		mux.HandleFunc("GET /audit", func(w http.ResponseWriter, r *http.Request) {
+			pageHeaders(w)
+			member := ""
+			if info.Member != nil {
+				member, _ = info.Member(r)
+			}
+			if err := auditPage.Execute(w, struct {
+				Info
+				Member, Host string
+			}{info, member, r.Host}); err != nil {
+				log.Warn("rendering the log's page", "err", err)
+			}
+		})
+		mux.Handle("/audit/api/", http.StripPrefix("/audit/api", info.Audit))
+	}
 	return mux
+}
+
+// staticFiles are the assets served as they are, with their types.
+var staticFiles = map[string]string{
+	"home.css":  "text/css; charset=utf-8",
+	"audit.mjs": "text/javascript; charset=utf-8",
 }
 
 // MaxSpeedMB bounds a connection check's download.

@@ -45,6 +45,9 @@ func (l *Log) Rebuild(leaves [][]byte) error {
 	}
 	l.size = int64(len(leaves))
 	l.signed = nil
+	if l.size == 0 {
+		return nil
+	}
 	return l.signLocked()
 }
 
