@@ -23,6 +23,10 @@ packages=(
   chromium libnss3-tools
   # benchmarks: the same job done by the usual tools, side by side
   kea-admin dnsperf dnsmasq-base
+  # backups: an independent Shamir implementation to check ours against
+  # (gfsplit/gfcombine), restic for the backup benchmark, zbarimg to read the
+  # shares' QR codes back
+  libgfshare-bin restic zbar-tools
 )
 
 missing=()
