@@ -48,11 +48,11 @@ func (id *ID) UnmarshalText(b []byte) error {
 
 // keys are the repository's working keys, derived from its master key.
 type keys struct {
-	data  []byte // XChaCha20-Poly1305 for blobs and metadata
-	ids   []byte // HMAC-SHA256 for blob IDs
-	gear  [256]uint64
-	enc   *zstd.Encoder // EncodeAll and DecodeAll are safe for concurrent use
-	dec   *zstd.Decoder
+	data []byte // XChaCha20-Poly1305 for blobs and metadata
+	ids  []byte // HMAC-SHA256 for blob IDs
+	gear [256]uint64
+	enc  *zstd.Encoder // EncodeAll and DecodeAll are safe for concurrent use
+	dec  *zstd.Decoder
 }
 
 func derive(master []byte, label string, n int) []byte {

@@ -125,7 +125,9 @@ type Snapshot struct {
 }
 
 // ID is the snapshot's short name.
-func (s *Snapshot) ID() string { return strings.TrimPrefix(s.Name, "snapshots/")[:min(8, len(s.Name)-len("snapshots/"))] }
+func (s *Snapshot) ID() string {
+	return strings.TrimPrefix(s.Name, "snapshots/")[:min(8, len(s.Name)-len("snapshots/"))]
+}
 
 // Stats say what a backup did.
 type Stats struct {

@@ -195,4 +195,3 @@ func (r *Repo) Prune(ctx context.Context) (PruneStats, error) {
 	}
 	return st, nil
 }
-
