@@ -152,6 +152,14 @@ func (l *Log) open() error {
 	if err := os.MkdirAll(l.dir, 0o700); err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}
+	// A log restored from a backup takes the place of the fresh box's.
+	restored := filepath.Join(l.dir, fileName+RestoredSuffix)
+	if _, err := os.Stat(restored); err == nil {
+		if err := os.Rename(restored, filepath.Join(l.dir, fileName)); err != nil {
+			return fmt.Errorf("audit log: taking the restored log: %w", err)
+		}
+		l.log.Info("the audit log restored from a backup takes over")
+	}
 	db, err := bolt.Open(filepath.Join(l.dir, fileName), 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return fmt.Errorf("audit log: opening %s: %w", filepath.Join(l.dir, fileName), err)
@@ -854,3 +862,29 @@ func writeFileSync(path string, data []byte) error {
 }
 
 var _ io.Closer = (*Log)(nil)
+
+// Copy returns a consistent copy of the log's file (for backups): its hashes,
+// sealed records, witnesses and checkpoints.
+func (l *Log) Copy() ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.db == nil {
+		return nil, errors.New("audit log: closed")
+	}
+	var buf bytes.Buffer
+	err := l.db.View(func(tx *bolt.Tx) error {
+		_, err := tx.WriteTo(&buf)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit log: copying: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// FileName is the log's file in its directory; a restore writes its copy
+// as FileName+RestoredSuffix, which the log takes at its next start.
+const (
+	FileName       = fileName
+	RestoredSuffix = ".restored"
+)

@@ -6,11 +6,14 @@ import (
 	"time"
 )
 
-// Keep says which snapshots to keep: the latest of each of the last Daily
-// days, Weekly weeks and Monthly months (by the snapshots' UTC times), and
-// always the newest.
+// Keep says which snapshots to keep: the Last newest, the latest of each of
+// the last Daily days, Weekly weeks and Monthly months (by the snapshots'
+// UTC times), and always the newest.
 type Keep struct {
-	Daily, Weekly, Monthly int
+	Last    int `json:"last"`
+	Daily   int `json:"daily"`
+	Weekly  int `json:"weekly"`
+	Monthly int `json:"monthly"`
 }
 
 // Forget deletes the snapshots Keep does not keep, and returns how many.
@@ -38,8 +41,8 @@ func (r *Repo) Forget(ctx context.Context, keep Keep) (int, error) {
 			}
 		}
 	}
-	if len(snaps) > 0 {
-		kept[snaps[len(snaps)-1].Name] = true
+	for i := len(snaps) - 1; i >= 0 && i >= len(snaps)-max(1, keep.Last); i-- {
+		kept[snaps[i].Name] = true
 	}
 	n := 0
 	for _, s := range snaps {
