@@ -89,7 +89,7 @@ func newBox(t *testing.T) *box {
 	t.Cleanup(func() { v.Close() })
 	b.vault = v
 	b.engine = backup.New(backup.Deps{Vault: v, VaultSnapshot: v.Snapshot, StateDir: b.dir, Clock: b.clock, Egress: b.dialer, Audit: b.audit,
-		Host: func() string { return "kestrel" },
+		Host:  func() string { return "kestrel" },
 		Extra: []repo.Item{{Name: "audit.db", Data: func() ([]byte, error) { return []byte("the audit log's copy"), nil }}}})
 	return b
 }
