@@ -668,3 +668,10 @@ func (e *Engine) Drill(ctx context.Context) DrillStatus {
 		Detail: trim(fmt.Sprintf("%s: %d files (%s) restored and checked, %d packs read whole", result, ds.Files, size(ds.Bytes), ds.Packs))})
 	return ds
 }
+
+func auditEvent(action, subject, detail string) audit.Event {
+	return audit.Event{Kind: audit.KindBackup, Action: action, Actor: audit.ActorOwner, Subject: subject, Detail: detail}
+}
+
+// Unlocked wakes the scheduler: backups that waited for the keys can run.
+func (e *Engine) Unlocked() { e.poke(false) }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/redoubt/redoubt/audit/auditlog"
+	"github.com/redoubt/redoubt/backup"
+	"github.com/redoubt/redoubt/backup/peerstore"
 	"github.com/redoubt/redoubt/clock"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/datapath/leaklog"
@@ -143,7 +145,9 @@ type Box struct {
 	mesh    *mesh
 	clock   *clock.Clock
 	audit   *auditlog.Log
-	bg      background // the daemon's own loops
+	backup  *backup.Engine
+	peers   *peerstore.Server // the space kept for teammates' backups
+	bg      background        // the daemon's own loops
 	errc    chan error
 	restart chan struct{}
 }
@@ -184,6 +188,10 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 		b.Close()
 		return nil, err
 	}
+	if err := b.startBackup(cfg); err != nil {
+		b.Close()
+		return nil, err
+	}
 	if err := b.startLANServices(cfg, l); err != nil {
 		b.Close()
 		return nil, err
@@ -208,7 +216,8 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 	}
 	apiLog := log.With("room", "api")
 	b.api = &http.Server{
-		Handler:           localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Queries: b.queries, Devices: b.devices, Owner: (*consoleOwner)(b), VPN: b.vpnAPI(), Audit: b.audit.Handler(nil), Logger: apiLog}),
+		Handler: localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Queries: b.queries, Devices: b.devices, Owner: (*consoleOwner)(b), VPN: b.vpnAPI(), Audit: b.audit.Handler(nil),
+			Backup: b.backup.Handler(b.peers), Restore: b.restoreAPI(), Logger: apiLog}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	b.serve("api", b.api, apiLn)
@@ -386,12 +395,13 @@ func (b *Box) status() localapi.Status {
 			StackDropped:  st.StackDropped,
 			StackCounters: b.lan.Load().StackCounters(),
 		},
-		DNS:   b.dnsStatus(),
-		DHCP:  b.dhcpStats(),
-		VPN:   b.vpnStatus(),
-		Mesh:  b.meshStatus(),
-		Clock: b.clockStatus(),
-		Audit: b.auditStatus(),
+		DNS:    b.dnsStatus(),
+		DHCP:   b.dhcpStats(),
+		VPN:    b.vpnStatus(),
+		Mesh:   b.meshStatus(),
+		Clock:  b.clockStatus(),
+		Audit:  b.auditStatus(),
+		Backup: b.backupStatus(),
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/redoubt/redoubt/apps/home"
 	"github.com/redoubt/redoubt/audit"
+	"github.com/redoubt/redoubt/backup/target/peer"
 	"github.com/redoubt/redoubt/dns/plugin/localnames"
 	"github.com/redoubt/redoubt/ui"
 	"github.com/redoubt/redoubt/ui/localapi"
@@ -294,6 +295,16 @@ func (b *Box) serveMembers(node *tailnet.Node, name string) ([]*http.Server, err
 	if b.audit != nil {
 		info.Audit = b.audit.Handler(member)
 	}
+	if b.backup != nil {
+		info.Share = func(m string) (home.Share, bool) {
+			sh, ok, err := b.backup.ShareFor(m)
+			if err != nil || !ok {
+				return home.Share{}, false
+			}
+			return home.Share{Share: sh.Share, Number: sh.Number, K: sh.K, N: sh.N, Set: sh.Set, Saved: sh.Saved}, true
+		}
+		info.ShareSaved = b.backup.ShareSaved
+	}
 	page := ui.Server(home.Handler(info, log), log)
 	certs := &tailnetCerts{box: b, node: node}
 	go page.Serve(tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}))
@@ -301,7 +312,21 @@ func (b *Box) serveMembers(node *tailnet.Node, name string) ([]*http.Server, err
 		http.Redirect(w, r, "https://"+r.Host+r.URL.RequestURI(), http.StatusMovedPermanently)
 	}), log)
 	go toHTTPS.Serve(ln80)
-	return []*http.Server{page, toHTTPS}, nil
+	servers := []*http.Server{page, toHTTPS}
+	if b.peers != nil {
+		// Teammates' boxes keep their backups here, over the tailnet.
+		lnPeers, err := node.Listen("tcp", fmt.Sprintf(":%d", peer.Port))
+		if err != nil {
+			page.Close()
+			toHTTPS.Close()
+			return nil, err
+		}
+		peers := ui.Server(b.peers.Handler(), b.log.With("room", "backup"))
+		peers.WriteTimeout, peers.ReadTimeout = 10*time.Minute, 10*time.Minute
+		go peers.Serve(lnPeers)
+		servers = append(servers, peers)
+	}
+	return servers, nil
 }
 
 // memberOf names the member whose device sent r, by its tailnet address.

@@ -482,6 +482,7 @@ func (o *ownerBox) Unlocked() {
 		}
 	}
 	b.owner(audit.KindLock, "unlock", "", "")
+	b.backupUnlocked()
 	if b.vpn != nil {
 		b.vpn.Unlocked() // a VPN config kept in the vault can now be read
 	}

@@ -8,11 +8,14 @@ package home
 
 import (
 	"embed"
+	"encoding/base64"
 	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
 	"strconv"
+
+	qrcode "github.com/skip2/go-qrcode"
 )
 
 //go:embed assets
@@ -21,6 +24,7 @@ var assets embed.FS
 var (
 	page      = template.Must(template.ParseFS(assets, "assets/home.html"))
 	auditPage = template.Must(template.ParseFS(assets, "assets/audit.html"))
+	sharePage = template.Must(template.ParseFS(assets, "assets/share.html"))
 )
 
 // App is one service the box offers members.
@@ -37,6 +41,18 @@ type Info struct {
 	Audit http.Handler
 	// Member names the member behind a request, from the tailnet.
 	Member func(*http.Request) (string, bool)
+	// Share returns a member's share of the backups' recovery key, if they
+	// hold one; ShareSaved tells the box they keep it (it then forgets it).
+	Share      func(member string) (Share, bool)
+	ShareSaved func(member string) error
+}
+
+// Share is a member's share of the recovery key, as their page shows it.
+type Share struct {
+	Share        string // "" once saved
+	Number, K, N int
+	Set          string
+	Saved        bool
 }
 
 // csp lets a page load the box's own styles and scripts and talk to the box,
@@ -101,7 +117,53 @@ func Handler(info Info, log *slog.Logger) http.Handler {
 		})
 		mux.Handle("/audit/api/", http.StripPrefix("/audit/api", info.Audit))
 	}
+	if info.Share != nil && info.Member != nil {
+		mux.HandleFunc("GET /share", func(w http.ResponseWriter, r *http.Request) {
+			pageHeaders(w)
+			member, _ := info.Member(r)
+			sh, has := info.Share(member)
+			qr := ""
+			if has && sh.Share != "" {
+				if png, err := qrcode.Encode(sh.Share, qrcode.Medium, 320); err == nil {
+					qr = "data:image/png;base64," + base64.StdEncoding.EncodeToString(png)
+				}
+			}
+			if err := sharePage.Execute(w, struct {
+				Info
+				Has   bool
+				Share Share
+				QR    template.URL
+			}{info, has, sh, template.URL(qr)}); err != nil {
+				log.Warn("rendering the share page", "err", err)
+			}
+		})
+		mux.HandleFunc("POST /share/saved", func(w http.ResponseWriter, r *http.Request) {
+			if !sameOrigin(r) {
+				http.Error(w, "this form is posted from the box's own page only", http.StatusForbidden)
+				return
+			}
+			member, ok := info.Member(r)
+			if !ok {
+				http.Error(w, "only a member's device holds a share", http.StatusForbidden)
+				return
+			}
+			if err := info.ShareSaved(member); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			http.Redirect(w, r, "/share", http.StatusSeeOther)
+		})
+	}
 	return mux
+}
+
+// sameOrigin accepts a POST only from a page of the box itself.
+func sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	return origin != "" && origin == "https://"+r.Host
 }
 
 // staticFiles are the assets served as they are, with their types.

@@ -33,6 +33,8 @@ The box:
   devices   the LAN's devices and their DHCP leases
   vpn       the external VPN: status, set FILE, clear, fetch URL
   audit     the tamper-evident log: verify [URL], log, status
+  backup    backups: status, now, s3, peer, schedule, key, split, snapshots, ls,
+            get, restore-item, drill, keep, restore (onto a fresh box)
   setup-code  print the code the setup page asks for
   unlock    unlock the box (the passphrase from the terminal or standard input)
   lock      lock the box: sign everyone out, keep nothing readable
@@ -66,6 +68,7 @@ func commands() map[string]command {
 		"lock":       {cmdLock, "lock the box"},
 		"vpn":        {cmdVPN, "the external VPN"},
 		"audit":      {cmdAudit, "the tamper-evident log"},
+		"backup":     {cmdBackup, "backups, the recovery key, restores"},
 	}
 }
 

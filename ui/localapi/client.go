@@ -2,6 +2,7 @@ package localapi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -149,4 +150,49 @@ func (c *Client) followPath(ctx context.Context, path string, fn func(json.RawMe
 		return nil
 	}
 	return sc.Err()
+}
+
+// Call sends a request with a JSON body (nil: none) to path and decodes a
+// JSON answer into out (nil: ignored). An error answer's message is
+// returned as the error.
+func (c *Client) Call(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://redoubt"+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct{ Error string }
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(raw))
+	}
+	if out != nil && len(raw) > 0 {
+		if p, ok := out.(*[]byte); ok {
+			*p = raw
+			return nil
+		}
+		return json.Unmarshal(raw, out)
+	}
+	return nil
 }

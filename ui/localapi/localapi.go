@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/redoubt/redoubt/audit/auditlog"
+	"github.com/redoubt/redoubt/backup"
 	"github.com/redoubt/redoubt/clock"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/datapath/leaklog"
@@ -43,6 +44,8 @@ type Status struct {
 	// Audit is the tamper-evident log: its size, the latest signed
 	// checkpoint, witnesses, forks seen.
 	Audit *auditlog.Status `json:"audit,omitempty"`
+	// Backup is the backups: targets, last runs, the next, the drill.
+	Backup *backup.Status `json:"backup,omitempty"`
 }
 
 // MeshStatus describes the team mesh: the owner's Headscale as the box last
@@ -124,8 +127,13 @@ type Deps struct {
 	// VPN reports on and configures the external VPN (GET/PUT/DELETE /v1/vpn).
 	VPN VPN
 	// Audit serves the audit log's API (auditlog.Handler) under /v1/audit/.
-	Audit  http.Handler
-	Logger *slog.Logger
+	Audit http.Handler
+	// Backup serves the backups' API (backup.Engine.Handler) under
+	// /v1/backup/; Restore a whole restore onto a fresh box (POST
+	// /v1/restore).
+	Backup  http.Handler
+	Restore http.Handler
+	Logger  *slog.Logger
 }
 
 // Devices are the LAN's devices as the DHCP server knows them: every lease
@@ -166,6 +174,12 @@ func Handler(d Deps) http.Handler {
 	vpnRoutes(mux, d.VPN)
 	if d.Audit != nil {
 		mux.Handle("/v1/audit/", http.StripPrefix("/v1/audit", d.Audit))
+	}
+	if d.Backup != nil {
+		mux.Handle("/v1/backup/", http.StripPrefix("/v1/backup", d.Backup))
+	}
+	if d.Restore != nil {
+		mux.Handle("POST /v1/restore", d.Restore)
 	}
 	mux.HandleFunc("GET /v1/leaks.pcap", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")

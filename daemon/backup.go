@@ -1,0 +1,229 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/redoubt/redoubt/audit"
+	"github.com/redoubt/redoubt/backup"
+	"github.com/redoubt/redoubt/backup/peerstore"
+	"github.com/redoubt/redoubt/backup/repo"
+	"github.com/redoubt/redoubt/backup/target"
+	"github.com/redoubt/redoubt/backup/target/peer"
+	"github.com/redoubt/redoubt/backup/target/s3"
+	"github.com/redoubt/redoubt/vault"
+)
+
+// startBackup builds the backup engine and the store this box keeps for
+// teammates' backups, and runs the schedule.
+func (b *Box) startBackup(cfg Config) error {
+	ps, err := peerstore.New(filepath.Join(cfg.State.Dir, "peer-store"), vaultPeers{b.vault}, b.log.With("room", "backup"))
+	if err != nil {
+		return err
+	}
+	b.peers = ps
+	b.backup = backup.New(backup.Deps{
+		Vault:         b.vault,
+		VaultSnapshot: b.vault.Snapshot,
+		StateDir:      cfg.State.Dir,
+		Extra:         []repo.Item{{Name: "audit.db", Data: b.audit.Copy}},
+		Clock:         b.clock,
+		Egress:        b.egress(),
+		PeerDial: func() backup.Dial {
+			if n := b.meshNode(); n != nil {
+				return n.DialContext
+			}
+			return nil
+		},
+		Audit:  b.recorder(),
+		Logger: b.log.With("room", "backup"),
+		Host: func() string {
+			if n := b.setup.BoxName(); n != "" {
+				return n
+			}
+			return "redoubt"
+		},
+	})
+	b.bg.Go(b.backup.Run)
+	return nil
+}
+
+// vaultPeers keeps the peer store's list in the vault.
+type vaultPeers struct{ v *vault.Vault }
+
+const peersBucket, peersKey = "backup-peers", "peers"
+
+func (p vaultPeers) Load() ([]peerstore.Peer, error) {
+	raw, err := p.v.Get(peersBucket, peersKey)
+	if errors.Is(err, vault.ErrNotFound) || errors.Is(err, vault.ErrLocked) || errors.Is(err, vault.ErrNotInitialized) {
+		return nil, nil // none yet, or read again at the unlock
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []peerstore.Peer
+	return out, json.Unmarshal(raw, &out)
+}
+
+func (p vaultPeers) Save(peers []peerstore.Peer) error {
+	raw, _ := json.Marshal(peers)
+	return p.v.Put(peersBucket, peersKey, raw)
+}
+
+// backupUnlocked: the keys are readable again.
+func (b *Box) backupUnlocked() {
+	if b.peers != nil {
+		if err := b.peers.Reload(); err != nil {
+			b.log.Warn("the teammates' backup stores", "err", err)
+		}
+	}
+	if b.backup != nil {
+		b.backup.Unlocked()
+	}
+}
+
+// backupStatus is the backups at a glance.
+func (b *Box) backupStatus() *backup.Status {
+	if b.backup == nil {
+		return nil
+	}
+	st := b.backup.Status()
+	return &st
+}
+
+// RestoreRequest is a whole restore onto a fresh box: where the backup is,
+// the recovery key or members' shares of it, and the new passphrase.
+type RestoreRequest struct {
+	S3 *s3.Config `json:"s3,omitempty"`
+	// Peer is a teammate's box's address in the tailnet (the mesh must be
+	// set up first).
+	Peer       string   `json:"peer,omitempty"`
+	Key        string   `json:"key,omitempty"`
+	Shares     []string `json:"shares,omitempty"`
+	Passphrase string   `json:"passphrase"`
+	Snapshot   string   `json:"snapshot,omitempty"`
+}
+
+// RestoreFieldError names the restore form's field that is wrong.
+type RestoreFieldError struct{ Field, Message string }
+
+func (e *RestoreFieldError) Error() string { return e.Message }
+
+// restoreFresh restores a backup onto this box, which must be fresh (setup
+// not finished): the state, the audit log, and the vault under a new
+// passphrase. The box restarts afterwards, locked, with the restored
+// settings.
+func (b *Box) restoreFresh(ctx context.Context, req RestoreRequest) (backup.FreshRestore, error) {
+	var out backup.FreshRestore
+	if b.setup.Done() {
+		return out, errors.New("this box is set up: a restore replaces everything it keeps; erase it first (factory reset)")
+	}
+	if len(req.Passphrase) < 8 {
+		return out, &RestoreFieldError{"passphrase", "Choose a passphrase of at least 8 characters for the restored box."}
+	}
+	key, err := backup.KeyFromInput(req.Key, req.Shares)
+	if err != nil {
+		field := "shares"
+		if strings.TrimSpace(req.Key) != "" {
+			field = "key"
+		}
+		return out, &RestoreFieldError{field, err.Error()}
+	}
+	var st target.Store
+	switch {
+	case req.S3 != nil:
+		if err := req.S3.Validate(); err != nil {
+			return out, &RestoreFieldError{"s3", err.Error()}
+		}
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err := b.clock.Wait(wctx)
+		cancel()
+		if err != nil {
+			return out, &RestoreFieldError{"s3", "The box's clock is not synced through the VPN yet, and S3 needs it: check the VPN is up, and try again in a minute."}
+		}
+		if st, err = s3.New(*req.S3, b.egress(), b.clock.Now); err != nil {
+			return out, &RestoreFieldError{"s3", err.Error()}
+		}
+	case req.Peer != "":
+		n := b.meshNode()
+		if n == nil {
+			return out, &RestoreFieldError{"peer", "The team mesh is not up: give the box your Headscale's address and an API key first, so it reaches your teammate's box."}
+		}
+		if st, err = peer.New(req.Peer, peer.ReadCode(key[:]), n.DialContext); err != nil {
+			return out, &RestoreFieldError{"peer", err.Error()}
+		}
+	default:
+		return out, &RestoreFieldError{"s3", "Say where the backup is: an S3 bucket, or a teammate's box."}
+	}
+	b.log.Warn("restoring a backup onto this box", "from", st.String())
+	out, err = backup.Restore(ctx, st, key, req.Snapshot, b.config().State.Dir)
+	if err != nil {
+		field := "s3"
+		if req.Peer != "" {
+			field = "peer"
+		}
+		if errors.Is(err, repo.ErrWrongKey) {
+			field = "key"
+			if len(req.Shares) > 0 {
+				field = "shares"
+			}
+		}
+		return out, &RestoreFieldError{field, err.Error()}
+	}
+	// The vault: the wizard may have made one already; the restored one
+	// replaces it, under the passphrase given now.
+	if b.vault.Initialized() {
+		if err := b.vault.Wipe(); err != nil {
+			return out, fmt.Errorf("replacing this box's vault: %w", err)
+		}
+	}
+	if err := b.vault.RestoreSnapshot([]byte(req.Passphrase), vault.Calibrate(750*time.Millisecond), out.Vault); err != nil {
+		return out, fmt.Errorf("restoring the vault: %w", err)
+	}
+	clear(out.Vault)
+	out.Vault = nil
+	b.record(audit.Event{Kind: audit.KindBackup, Action: "restore onto a fresh box", Actor: audit.ActorOwner, Subject: st.String(),
+		Detail: fmt.Sprintf("snapshot %s of %s (%s), %d files", out.Snapshot.ID, out.Snapshot.Host, out.Snapshot.Time.Format(time.RFC3339), out.Files)})
+	b.log.Warn("restored: restarting with the restored state", "snapshot", out.Snapshot.ID, "files", out.Files)
+	go func() {
+		time.Sleep(500 * time.Millisecond) // the answer leaves first
+		select {
+		case b.restart <- struct{}{}:
+		default:
+		}
+	}()
+	return out, nil
+}
+
+// restoreAPI serves POST /v1/restore on the local API.
+func (b *Box) restoreAPI() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req RestoreRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+			http.Error(w, `{"error":"the request does not read"}`, http.StatusBadRequest)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Hour)
+		defer cancel()
+		res, err := b.restoreFresh(ctx, req)
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil {
+			var fe *RestoreFieldError
+			status := http.StatusInternalServerError
+			if errors.As(err, &fe) || strings.Contains(err.Error(), "set up") {
+				status = http.StatusBadRequest
+			}
+			w.WriteHeader(status)
+			json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			return
+		}
+		json.NewEncoder(w).Encode(res)
+	})
+}
