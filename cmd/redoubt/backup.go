@@ -88,7 +88,9 @@ func cmdBackup(args []string) error {
 	c := localapi.NewClient(*socket)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	api := func(method, path string, body, out any) error { return c.Call(ctx, method, "/v1/backup/"+path, body, out) }
+	api := func(method, path string, body, out any) error {
+		return c.Call(ctx, method, "/v1/backup/"+path, body, out)
+	}
 	settings := func() (backup.Settings, error) {
 		var s backup.Settings
 		return s, api("GET", "settings", nil, &s)
