@@ -16,6 +16,7 @@ import (
 	"github.com/redoubt/redoubt/backup/recovery"
 	"github.com/redoubt/redoubt/backup/repo"
 	"github.com/redoubt/redoubt/backup/target"
+	"github.com/redoubt/redoubt/backup/target/s3"
 )
 
 // SnapshotInfo is a snapshot as the owner's pages list it.
@@ -190,6 +191,19 @@ func (e *Engine) RestoreItem(ctx context.Context, targetName, snapID, p string) 
 	e.saveStatus()
 	e.d.Audit.Record(audit.Event{Kind: audit.KindBackup, Action: "restore item", Actor: audit.ActorOwner, Subject: p, Detail: "from " + targetName})
 	return item, nil
+}
+
+// RestoreRequest is a whole restore onto a fresh box: where the backup is,
+// the recovery key or members' shares of it, and the new passphrase.
+type RestoreRequest struct {
+	S3 *s3.Config `json:"s3,omitempty"`
+	// Peer is a teammate's box's address in the tailnet (the team mesh must
+	// be set up first).
+	Peer       string   `json:"peer,omitempty"`
+	Key        string   `json:"key,omitempty"`
+	Shares     []string `json:"shares,omitempty"`
+	Passphrase string   `json:"passphrase"`
+	Snapshot   string   `json:"snapshot,omitempty"`
 }
 
 // FreshRestore is what a whole restore onto a fresh box brought back.

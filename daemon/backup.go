@@ -18,6 +18,7 @@ import (
 	"github.com/redoubt/redoubt/backup/target"
 	"github.com/redoubt/redoubt/backup/target/peer"
 	"github.com/redoubt/redoubt/backup/target/s3"
+	"github.com/redoubt/redoubt/ui"
 	"github.com/redoubt/redoubt/vault"
 )
 
@@ -98,35 +99,17 @@ func (b *Box) backupStatus() *backup.Status {
 	return &st
 }
 
-// RestoreRequest is a whole restore onto a fresh box: where the backup is,
-// the recovery key or members' shares of it, and the new passphrase.
-type RestoreRequest struct {
-	S3 *s3.Config `json:"s3,omitempty"`
-	// Peer is a teammate's box's address in the tailnet (the mesh must be
-	// set up first).
-	Peer       string   `json:"peer,omitempty"`
-	Key        string   `json:"key,omitempty"`
-	Shares     []string `json:"shares,omitempty"`
-	Passphrase string   `json:"passphrase"`
-	Snapshot   string   `json:"snapshot,omitempty"`
-}
-
-// RestoreFieldError names the restore form's field that is wrong.
-type RestoreFieldError struct{ Field, Message string }
-
-func (e *RestoreFieldError) Error() string { return e.Message }
-
 // restoreFresh restores a backup onto this box, which must be fresh (setup
 // not finished): the state, the audit log, and the vault under a new
 // passphrase. The box restarts afterwards, locked, with the restored
 // settings.
-func (b *Box) restoreFresh(ctx context.Context, req RestoreRequest) (backup.FreshRestore, error) {
+func (b *Box) restoreFresh(ctx context.Context, req backup.RestoreRequest) (backup.FreshRestore, error) {
 	var out backup.FreshRestore
 	if b.setup.Done() {
 		return out, errors.New("this box is set up: a restore replaces everything it keeps; erase it first (factory reset)")
 	}
 	if len(req.Passphrase) < 8 {
-		return out, &RestoreFieldError{"passphrase", "Choose a passphrase of at least 8 characters for the restored box."}
+		return out, &backup.FieldError{Field: "passphrase", Message: "Choose a passphrase of at least 8 characters for the restored box."}
 	}
 	key, err := backup.KeyFromInput(req.Key, req.Shares)
 	if err != nil {
@@ -134,33 +117,33 @@ func (b *Box) restoreFresh(ctx context.Context, req RestoreRequest) (backup.Fres
 		if strings.TrimSpace(req.Key) != "" {
 			field = "key"
 		}
-		return out, &RestoreFieldError{field, err.Error()}
+		return out, &backup.FieldError{Field: field, Message: err.Error()}
 	}
 	var st target.Store
 	switch {
 	case req.S3 != nil:
 		if err := req.S3.Validate(); err != nil {
-			return out, &RestoreFieldError{"s3", err.Error()}
+			return out, &backup.FieldError{Field: "s3", Message: err.Error()}
 		}
 		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		err := b.clock.Wait(wctx)
 		cancel()
 		if err != nil {
-			return out, &RestoreFieldError{"s3", "The box's clock is not synced through the VPN yet, and S3 needs it: check the VPN is up, and try again in a minute."}
+			return out, &backup.FieldError{Field: "s3", Message: "The box's clock is not synced through the VPN yet, and S3 needs it: check the VPN is up, and try again in a minute."}
 		}
 		if st, err = s3.New(*req.S3, b.egress(), b.clock.Now); err != nil {
-			return out, &RestoreFieldError{"s3", err.Error()}
+			return out, &backup.FieldError{Field: "s3", Message: err.Error()}
 		}
 	case req.Peer != "":
 		n := b.meshNode()
 		if n == nil {
-			return out, &RestoreFieldError{"peer", "The team mesh is not up: give the box your Headscale's address and an API key first, so it reaches your teammate's box."}
+			return out, &backup.FieldError{Field: "peer", Message: "The team mesh is not up: give the box your Headscale's address and an API key first, so it reaches your teammate's box."}
 		}
 		if st, err = peer.New(req.Peer, peer.ReadCode(key[:]), n.DialContext); err != nil {
-			return out, &RestoreFieldError{"peer", err.Error()}
+			return out, &backup.FieldError{Field: "peer", Message: err.Error()}
 		}
 	default:
-		return out, &RestoreFieldError{"s3", "Say where the backup is: an S3 bucket, or a teammate's box."}
+		return out, &backup.FieldError{Field: "s3", Message: "Say where the backup is: an S3 bucket, or a teammate's box."}
 	}
 	b.log.Warn("restoring a backup onto this box", "from", st.String())
 	out, err = backup.Restore(ctx, st, key, req.Snapshot, b.config().State.Dir)
@@ -175,7 +158,7 @@ func (b *Box) restoreFresh(ctx context.Context, req RestoreRequest) (backup.Fres
 				field = "shares"
 			}
 		}
-		return out, &RestoreFieldError{field, err.Error()}
+		return out, &backup.FieldError{Field: field, Message: err.Error()}
 	}
 	// The vault: the wizard may have made one already; the restored one
 	// replaces it, under the passphrase given now.
@@ -205,7 +188,7 @@ func (b *Box) restoreFresh(ctx context.Context, req RestoreRequest) (backup.Fres
 // restoreAPI serves POST /v1/restore on the local API.
 func (b *Box) restoreAPI() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req RestoreRequest
+		var req backup.RestoreRequest
 		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
 			http.Error(w, `{"error":"the request does not read"}`, http.StatusBadRequest)
 			return
@@ -215,7 +198,7 @@ func (b *Box) restoreAPI() http.Handler {
 		res, err := b.restoreFresh(ctx, req)
 		w.Header().Set("Content-Type", "application/json")
 		if err != nil {
-			var fe *RestoreFieldError
+			var fe *backup.FieldError
 			status := http.StatusInternalServerError
 			if errors.As(err, &fe) || strings.Contains(err.Error(), "set up") {
 				status = http.StatusBadRequest
@@ -226,4 +209,59 @@ func (b *Box) restoreAPI() http.Handler {
 		}
 		json.NewEncoder(w).Encode(res)
 	})
+}
+
+// ownerBackups is the backups as the owner's pages see them.
+type ownerBackups struct {
+	*backup.Engine
+	b *Box
+}
+
+func (o ownerBackups) Kept() []peerstore.PeerStatus { return o.b.peers.Peers() }
+
+func (o ownerBackups) Keep(name string, quota int64) (string, error) {
+	code, err := o.b.peers.Add(name, quota)
+	if err == nil {
+		o.b.owner(audit.KindBackup, "keep a teammate's backups", name, fmt.Sprintf("quota %d bytes", quota))
+	}
+	return code, err
+}
+
+func (o ownerBackups) Unkeep(name string) error {
+	err := o.b.peers.Remove(name)
+	if err == nil {
+		o.b.owner(audit.KindBackup, "remove a teammate's backups", name, "")
+	}
+	return err
+}
+
+// Members are the team's members, for splitting the recovery key.
+func (o ownerBackups) Members() []string {
+	if o.b.mesh == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ms, err := o.b.mesh.members.Members(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name)
+	}
+	return out
+}
+
+func (o ownerBackups) RestoreFresh(ctx context.Context, req backup.RestoreRequest) (backup.FreshRestore, error) {
+	return o.b.restoreFresh(ctx, req)
+}
+
+// uiBackups is nil on a box without backups (an interface holding a nil
+// pointer would not be).
+func (b *Box) uiBackups() ui.Backups {
+	if b.backup == nil {
+		return nil
+	}
+	return ownerBackups{b.backup, b}
 }

@@ -76,6 +76,7 @@ func (b *Box) startUI(cfg Config) error {
 		Names:    b.uiNames,
 		Steps:    b.uiSteps(),
 		Team:     (*ownerTeam)(b),
+		Backups:  b.uiBackups(),
 	})
 	if err != nil {
 		return err

@@ -34,6 +34,8 @@ type dashView struct {
 	Talkers  []talker
 	Names    []talker
 	Category []talker
+	// Backup is the backups' tile (nil: none on this box).
+	Backup *BackupTile
 }
 
 // quiet are the categories the dashboard leaves to the full list.
@@ -66,6 +68,7 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	v.Talkers, v.Names, v.Category = top(byDevice, 5), top(byName, 10), top(byCat, 20)
 	v.Stopped = stopped[:min(len(stopped), feedLen)]
+	v.Backup = u.backupTile()
 	u.render(w, r, http.StatusOK, "dashboard", view{Title: "Dashboard", CSRF: s.csrf, SignedIn: true, Data: v})
 }
 

@@ -66,6 +66,7 @@ func (u *UI) Handler() http.Handler {
 	mux.HandleFunc("POST /logout", u.signedIn(u.changed(u.logout)))
 	mux.HandleFunc("POST /reboot", u.signedIn(u.changed(u.reboot)))
 	mux.HandleFunc("POST /reset", u.signedIn(u.changed(u.factoryReset)))
+	u.backupRoutes(mux)
 	return u.guard(mux)
 }
 

@@ -168,8 +168,11 @@ type Deps struct {
 	Vault   Vault
 	Box     Box
 	// Team manages the team mesh; nil on a box without one.
-	Team  Team
-	Steps []Step
+	Team Team
+	// Backups manages backups and the restore path of the wizard; nil on a
+	// box without them.
+	Backups Backups
+	Steps   []Step
 	// StateDir holds the UI's server certificate and the public CA certificate.
 	StateDir string
 	// Addr returns the box's LAN address; Names the names it answers to
@@ -237,6 +240,7 @@ var funcs = template.FuncMap{
 	"clock": func(t time.Time) string { return t.Local().Format("15:04:05") },
 	"lower": strings.ToLower,
 	"add":   func(a, b int) int { return a + b },
+	"bytes": humanBytes,
 }
 
 func ago(t time.Time) string {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/redoubt/redoubt/backup"
 	"github.com/redoubt/redoubt/backup/target/s3"
-	"github.com/redoubt/redoubt/daemon"
 	"github.com/redoubt/redoubt/ui/localapi"
 )
 
@@ -374,7 +373,7 @@ type restoreFlags struct {
 }
 
 func cmdRestore(ctx context.Context, c *localapi.Client, f restoreFlags) error {
-	req := daemon.RestoreRequest{Peer: f.peer, Snapshot: f.snapshot}
+	req := backup.RestoreRequest{Peer: f.peer, Snapshot: f.snapshot}
 	if f.endpoint != "" {
 		cfg := s3.Config{Endpoint: f.endpoint, Bucket: f.bucket, Prefix: f.prefix, Region: f.region, AccessKey: f.access}
 		if f.caFile != "" {
