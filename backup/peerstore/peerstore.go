@@ -392,3 +392,34 @@ func ParseSize(s string) (int64, error) {
 	}
 	return 0, fmt.Errorf("size %q: want a number and a unit, such as 20GB or 512MiB", s)
 }
+
+// FilePersist keeps the peer list in a JSON file (mode 0600): for a peer
+// store that runs on its own (`redoubt peer-store`), without a vault. It
+// holds no secret: codes are kept as hashes.
+type FilePersist struct{ Path string }
+
+// Load implements Persist.
+func (f FilePersist) Load() ([]Peer, error) {
+	b, err := os.ReadFile(f.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Peer
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Path, err)
+	}
+	return out, nil
+}
+
+// Save implements Persist.
+func (f FilePersist) Save(peers []Peer) error {
+	b, _ := json.MarshalIndent(peers, "", "  ")
+	tmp := f.Path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, f.Path)
+}

@@ -35,6 +35,7 @@ The box:
   audit     the tamper-evident log: verify [URL], log, status
   backup    backups: status, now, s3, peer, schedule, key, split, snapshots, ls,
             get, restore-item, drill, keep, restore (onto a fresh box)
+  peer-store  a store for teammates' backups, run on its own (serve, add, list, remove)
   setup-code  print the code the setup page asks for
   unlock    unlock the box (the passphrase from the terminal or standard input)
   lock      lock the box: sign everyone out, keep nothing readable
@@ -69,6 +70,7 @@ func commands() map[string]command {
 		"vpn":        {cmdVPN, "the external VPN"},
 		"audit":      {cmdAudit, "the tamper-evident log"},
 		"backup":     {cmdBackup, "backups, the recovery key, restores"},
+		"peer-store": {cmdPeerStore, "a store for teammates' backups, on its own"},
 	}
 }
 

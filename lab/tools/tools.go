@@ -1,6 +1,7 @@
 // Package tools finds the lab's peer programs that scripts/tools.sh builds
 // from the Go module proxy at pinned versions: Headscale (the coordination
-// server) and tailscaled/tailscale (a team member's client). Tests that need
+// server), tailscaled/tailscale (a team member's client) and versitygw (an
+// S3-compatible server, for backups). Tests that need
 // them skip, saying how to build them, when they are missing. Only tests, the
 // lab and its subpackages import it.
 package tools
@@ -16,6 +17,7 @@ import (
 const (
 	HeadscaleVersion = "v0.29.2"
 	TailscaleVersion = "v1.102.5"
+	VersityVersion   = "v1.8.0"
 )
 
 // Dir is where scripts/tools.sh keeps what it built: $REDOUBT_TOOLS, else
@@ -55,6 +57,15 @@ func Find() (Paths, error) {
 	}
 	if len(missing) > 0 {
 		return p, fmt.Errorf("%w (build them once with scripts/tools.sh; make test does)", errors.Join(missing...))
+	}
+	return p, nil
+}
+
+// S3Server returns versitygw's path, or an error that says how to build it.
+func S3Server() (string, error) {
+	p := filepath.Join(Dir(), "versitygw-"+VersityVersion)
+	if st, err := os.Stat(p); err != nil || st.Mode()&0o111 == 0 {
+		return p, fmt.Errorf("%s is missing (build it once with scripts/tools.sh; make test does)", p)
 	}
 	return p, nil
 }
