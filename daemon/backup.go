@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -53,8 +54,20 @@ func (b *Box) startBackup(cfg Config) error {
 		},
 	})
 	b.bg.Go(b.backup.Run)
+	// Restored from a backup before this start: say so in the (restored) log.
+	marker := filepath.Join(cfg.State.Dir, backup.StatusDir, restoredMarker)
+	if raw, err := os.ReadFile(marker); err == nil {
+		var ev audit.Event
+		if json.Unmarshal(raw, &ev) == nil {
+			b.record(ev)
+		}
+		os.Remove(marker)
+	}
 	return nil
 }
+
+// restoredMarker carries a restore's audit record across the restart.
+const restoredMarker = "restored-onto-this-box.json"
 
 // vaultPeers keeps the peer store's list in the vault.
 type vaultPeers struct{ v *vault.Vault }
@@ -172,8 +185,13 @@ func (b *Box) restoreFresh(ctx context.Context, req backup.RestoreRequest) (back
 	}
 	clear(out.Vault)
 	out.Vault = nil
-	b.record(audit.Event{Kind: audit.KindBackup, Action: "restore onto a fresh box", Actor: audit.ActorOwner, Subject: st.String(),
-		Detail: fmt.Sprintf("snapshot %s of %s (%s), %d files", out.Snapshot.ID, out.Snapshot.Host, out.Snapshot.Time.Format(time.RFC3339), out.Files)})
+	// The restored audit log takes over at the restart: the record of this
+	// restore goes into it then.
+	ev := audit.Event{Kind: audit.KindBackup, Action: "restore onto a fresh box", Actor: audit.ActorOwner, Subject: st.String(),
+		Detail: fmt.Sprintf("snapshot %s of %s (%s), %d files", out.Snapshot.ID, out.Snapshot.Host, out.Snapshot.Time.Format(time.RFC3339), out.Files)}
+	if raw, err := json.Marshal(ev); err == nil {
+		os.WriteFile(filepath.Join(b.config().State.Dir, backup.StatusDir, restoredMarker), raw, 0o600)
+	}
 	b.log.Warn("restored: restarting with the restored state", "snapshot", out.Snapshot.ID, "files", out.Files)
 	go func() {
 		time.Sleep(500 * time.Millisecond) // the answer leaves first

@@ -109,8 +109,9 @@ func (b *Box) startMesh(cfg Config) error {
 				b.audit.RemoveWitnesses(mem.Name)
 			}
 		},
-		DeviceOS: b.deviceOS,
-		Audit:    b.recorder(),
+		DeviceOS:  b.deviceOS,
+		Audit:     b.recorder(),
+		SettingUp: func() bool { return b.setup != nil && !b.setup.Done() },
 	})
 	if err != nil {
 		return err

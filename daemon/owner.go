@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"cmp"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -520,6 +521,17 @@ func (o *ownerBox) SetupDone() {
 	b := o.box()
 	b.setBoxName(b.setup.BoxName())
 	b.owner(audit.KindAdmin, "finish setup", b.setup.BoxName(), "")
+	if b.mesh != nil && b.meshNode() != nil {
+		// The node joined during setup without rewriting a policy already in
+		// place (see members.Deps.SettingUp): now this box's team is the team.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := b.mesh.members.ApplyPolicy(ctx); err != nil {
+				b.log.Warn("the team's policy after setup", "err", err)
+			}
+		}()
+	}
 }
 
 // setBoxName gives the box's DNS name the owner's choice ("" for the default).

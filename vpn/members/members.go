@@ -208,6 +208,12 @@ type Deps struct {
 	// Audit receives every change to the team, for the box's audit log.
 	// Optional.
 	Audit audit.Recorder
+	// SettingUp says the box is in its setup wizard (perhaps about to be
+	// restored from a backup, whose team it does not know yet): while it is
+	// and the box has no members of its own, BoxKey leaves a policy already
+	// in place alone, so a lost box's team stays reachable for the restore.
+	// Optional.
+	SettingUp func() bool
 
 	timing *timing // tests
 }
@@ -769,10 +775,20 @@ func (m *Manager) BoxKey(ctx context.Context) (key string, expires time.Time, er
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	if err := m.setPolicy(ctx, hs, cfg, p, names(recs)); err != nil {
-		return "", time.Time{}, err
+	keep := len(recs) == 0 && m.deps.SettingUp != nil && m.deps.SettingUp()
+	if !keep {
+		if err := m.setPolicy(ctx, hs, cfg, p, names(recs)); err != nil {
+			return "", time.Time{}, err
+		}
 	}
 	k, err := hs.CreatePreAuthKey(ctx, headscale.KeyRequest{Tags: []string{p.BoxTag}, Expiration: m.now().Add(BoxKeyLifetime)})
+	if err != nil && keep {
+		// No policy names the box's tag yet: write this box's.
+		if err := m.setPolicy(ctx, hs, cfg, p, names(recs)); err != nil {
+			return "", time.Time{}, err
+		}
+		k, err = hs.CreatePreAuthKey(ctx, headscale.KeyRequest{Tags: []string{p.BoxTag}, Expiration: m.now().Add(BoxKeyLifetime)})
+	}
 	if m.observe(err) != nil {
 		return "", time.Time{}, fmt.Errorf("making the box's node key: %w", err)
 	}
@@ -797,6 +813,22 @@ func (m *Manager) policy() (Policy, error) {
 		return Policy{}, err
 	}
 	return p.withDefaults(), nil
+}
+
+// ApplyPolicy writes the box's policy for its members now (at the end of
+// setup, replacing a policy BoxKey left in place).
+func (m *Manager) ApplyPolicy(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	hs, cfg, err := m.client()
+	if err != nil {
+		return err
+	}
+	recs, err := m.records()
+	if err != nil {
+		return err
+	}
+	return m.applyPolicy(ctx, hs, cfg, names(recs))
 }
 
 // applyPolicy writes the stored policy for members.
