@@ -131,25 +131,27 @@ type Box struct {
 	// The LAN side: the port and the services on it. Moving the box to another
 	// LAN address replaces them all while the rest runs on (move.go); readers
 	// load them, and moveMu keeps a move and Close apart.
-	lan     atomic.Pointer[lan.LAN]
-	dns     atomic.Pointer[dns.Server]
-	dhcp    atomic.Pointer[dhcp.Server]
-	moveMu  sync.Mutex
-	web     *http.Server // guarded by moveMu
-	webTLS  *http.Server // guarded by moveMu
-	api     *http.Server
-	setup   *setup.Setup
-	vault   *vault.Vault
-	ui      *ui.UI
-	vpn     *external.VPN
-	mesh    *mesh
-	clock   *clock.Clock
-	audit   *auditlog.Log
-	backup  *backup.Engine
-	peers   *peerstore.Server // the space kept for teammates' backups
-	bg      background        // the daemon's own loops
-	errc    chan error
-	restart chan struct{}
+	lan    atomic.Pointer[lan.LAN]
+	dns    atomic.Pointer[dns.Server]
+	dhcp   atomic.Pointer[dhcp.Server]
+	moveMu sync.Mutex
+	web    *http.Server // guarded by moveMu
+	webTLS *http.Server // guarded by moveMu
+	api    *http.Server
+	setup  *setup.Setup
+	vault  *vault.Vault
+	ui     *ui.UI
+	vpn    *external.VPN
+	mesh   *mesh
+	clock  *clock.Clock
+	audit  *auditlog.Log
+	backup *backup.Engine
+	peers  *peerstore.Server // the space kept for teammates' backups
+	// memberAddrs tells members' devices apart on the members' page.
+	memberAddrs memberAddrs
+	bg          background // the daemon's own loops
+	errc        chan error
+	restart     chan struct{}
 }
 
 // Start builds and starts every room.

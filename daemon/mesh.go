@@ -291,7 +291,7 @@ func (b *Box) serveMembers(node *tailnet.Node, name string) ([]*http.Server, err
 		return nil, err
 	}
 	log := b.log.With("room", "apps")
-	member := func(r *http.Request) (string, bool) { return memberOf(node, r) }
+	member := func(r *http.Request) (string, bool) { return b.memberOf(node, r) }
 	info := home.Info{BoxName: name, Member: member}
 	if b.audit != nil {
 		info.Audit = b.audit.Handler(member)
@@ -330,18 +330,50 @@ func (b *Box) serveMembers(node *tailnet.Node, name string) ([]*http.Server, err
 	return servers, nil
 }
 
-// memberOf names the member whose device sent r, by its tailnet address.
-func memberOf(node *tailnet.Node, r *http.Request) (string, bool) {
+// memberOf names the member whose device sent r, by its tailnet address:
+// from the node's peer list, or else from Headscale's list of the members'
+// devices (kept for 10 s).
+func (b *Box) memberOf(node *tailnet.Node, r *http.Request) (string, bool) {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return "", false
 	}
+	addr := ap.Addr().Unmap()
 	for _, p := range node.Peers() {
-		if p.User != "" && slices.Contains(p.Addrs, ap.Addr().Unmap()) {
-			return p.User, true
+		if p.User != "" && slices.Contains(p.Addrs, addr) {
+			// Headscale names its users "name@" in login names.
+			if user, _, _ := strings.Cut(p.User, "@"); user != "" {
+				return user, true
+			}
 		}
 	}
-	return "", false
+	c := &b.memberAddrs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) > 10*time.Second && b.mesh != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		ms, err := b.mesh.members.Members(ctx)
+		cancel()
+		if err == nil {
+			c.byAddr, c.at = map[netip.Addr]string{}, time.Now()
+			for _, m := range ms {
+				for _, d := range m.Devices {
+					for _, a := range d.Addrs {
+						c.byAddr[a.Unmap()] = m.Name
+					}
+				}
+			}
+		}
+	}
+	m, ok := c.byAddr[addr]
+	return m, ok
+}
+
+// memberAddrs maps members' devices' tailnet addresses to members.
+type memberAddrs struct {
+	mu     sync.Mutex
+	at     time.Time
+	byAddr map[netip.Addr]string
 }
 
 // tailnetCerts issues the members' page's certificate from the box's CA when

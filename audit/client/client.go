@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
@@ -216,11 +215,11 @@ func (c *Client) witnesses(ctx context.Context, logKey string, next checkpoint.C
 }
 
 func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
-	u, err := url.JoinPath(c.Base, "")
-	if err != nil {
-		return nil, err
+	base := c.Base
+	if !strings.HasSuffix(base, "/") {
+		base += "/"
 	}
-	req, err := http.NewRequestWithContext(ctx, "GET", u+path, nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", base+path, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -48,7 +48,10 @@ func cmdPeerStore(args []string) error {
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("room", "peer-store")
+	log := slog.New(slog.DiscardHandler)
+	if sub == "serve" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("room", "peer-store")
+	}
 	s, err := peerstore.New(filepath.Join(*dir, "stores"), peerstore.FilePersist{Path: filepath.Join(*dir, "peers.json")}, log)
 	if err != nil {
 		return err

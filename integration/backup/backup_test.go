@@ -97,6 +97,18 @@ func (b *browser) do(ctx context.Context, method, path string, form url.Values) 
 	return resp.StatusCode, resp.Header.Get("Location"), string(out)
 }
 
+// signIn signs in again after the box restarted (its old connections are
+// gone).
+func (b *browser) signIn(ctx context.Context, pass string) {
+	b.t.Helper()
+	b.c.CloseIdleConnections()
+	waitFor(b.t, 30*time.Second, func() error {
+		var err error
+		b.csrf, err = lab.SignIn(ctx, b.c, b.base, pass)
+		return err
+	})
+}
+
 func cli(ctx context.Context, e *labtest.Env, stdin string, args ...string) (string, error) {
 	bin, err := labtest.Binary()
 	if err != nil {
@@ -241,7 +253,8 @@ func TestBackupRestoreStory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	invite := strings.TrimSpace(inviteOut)
+	lines := strings.Split(strings.TrimSpace(inviteOut), "\n")
+	invite := strings.TrimSpace(lines[len(lines)-1])
 	ps, err := e.Lab.Start(lab.Teammate, "peer-store", bin, "peer-store", "serve", "--dir", storeDir, "--listen", "127.0.0.1:8443")
 	if err != nil {
 		t.Fatal(err)
@@ -290,13 +303,17 @@ func TestBackupRestoreStory(t *testing.T) {
 		return nil
 	})
 	syscall.Kill(e.Box.Pid(), syscall.SIGKILL)
+	waitFor(t, 10*time.Second, func() error {
+		if done, _ := e.Box.Exited(); !done {
+			return fmt.Errorf("the box has not died")
+		}
+		return nil
+	})
 	e.RestartBox(t, "")
 	if out, err := cli(ctx, e, passphrase+"\n", "unlock"); err != nil {
 		t.Fatalf("unlock after kill -9: %v\n%s", err, out)
 	}
-	if o.csrf, err = lab.SignIn(ctx, o.c, secureBase, passphrase); err != nil {
-		t.Fatal(err)
-	}
+	o.signIn(ctx, passphrase)
 	waitFor(t, 90*time.Second, func() error {
 		s, err := e.Box.API.Status(ctx)
 		if err != nil || s.Mesh == nil || s.Mesh.Node != "up" || s.Clock == nil || !s.Clock.Synced {
@@ -320,6 +337,24 @@ func TestBackupRestoreStory(t *testing.T) {
 		t.Fatalf("split: %d\n%.1000s", st, body)
 	}
 	alexShare := memberShare(t, ctx, m)
+	// sam fetches theirs on their own device (the teammate's machine, now
+	// enrolled as sam's: the store on it moves to its new address).
+	if err := m.ResetTeammate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	enroll(t, ctx, e, o, "sam", "sam-laptop")
+	samShare := memberShare(t, ctx, m)
+	if samShare == alexShare {
+		t.Fatal("alex and sam got the same share")
+	}
+	teammateIP = teammateAddr(t, ctx, m)
+	form.Set("peers", "alex "+teammateIP)
+	form.Set("s3_secret_key", "")
+	form.Del("csrf")
+	if st, _, body := o.do(ctx, "POST", "/backups/settings", form); st != http.StatusSeeOther {
+		t.Fatalf("backup settings: %d\n%s", st, body)
+	}
+	runBackup(t, ctx, e, o)
 
 	// Wipe #1, and restore from the teammate's box with the recovery key.
 	fresh := wipe(t, ctx, e)
@@ -335,16 +370,6 @@ func TestBackupRestoreStory(t *testing.T) {
 		"passphrase": {passphrase2}, "confirm": {passphrase2}})
 	afterRestore(t, ctx, e, o, passphrase2, files)
 
-	// sam fetches their share on their own device.
-	if err := m.ResetTeammate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	enroll(t, ctx, e, o, "sam", "sam-laptop")
-	samShare := memberShare(t, ctx, m)
-	if samShare == alexShare {
-		t.Fatal("alex and sam got the same share")
-	}
-
 	// Wipe #2, and restore from S3 with the two shares; a wrong share first.
 	fresh = wipe(t, ctx, e)
 	walkToFinish(t, ctx, fresh, passphrase3, nil)
@@ -354,12 +379,12 @@ func TestBackupRestoreStory(t *testing.T) {
 		"s3_access_key": {s3.AccessKey}, "s3_secret_key": {s3.SecretKey}, "s3_ca": {string(s3.CA)}, "how": {"shares"},
 		"passphrase": {passphrase3}, "confirm": {passphrase3}}
 	s3form.Set("shares", string(wrong)+"\n"+samShare)
-	st1, _, body := fresh.do(ctx, "POST", "/setup/restore", cloneForm(s3form))
+	st1, body := restorePost(t, ctx, fresh, cloneForm(s3form))
 	if st1 != http.StatusUnprocessableEntity || !strings.Contains(body, "share 1: the share&#39;s check digits do not match") {
 		t.Fatalf("a mistyped share: %d\n%.3000s", st1, body)
 	}
 	s3form.Set("shares", alexShare)
-	if st1, _, body = fresh.do(ctx, "POST", "/setup/restore", cloneForm(s3form)); st1 != http.StatusUnprocessableEntity || !strings.Contains(body, "needs 2 of its 2") {
+	if st1, body = restorePost(t, ctx, fresh, cloneForm(s3form)); st1 != http.StatusUnprocessableEntity || !strings.Contains(body, "needs 2 of its 2") {
 		t.Fatalf("one share of two: %d\n%.3000s", st1, body)
 	}
 	s3form.Set("shares", alexShare+"\n"+samShare)
@@ -527,16 +552,28 @@ func fetchRestore(t *testing.T, ctx context.Context, b *browser) string {
 	return body
 }
 
-// restore fills the wizard's restore form and waits for the box to come back
-// locked.
-func restore(t *testing.T, ctx context.Context, b *browser, form url.Values) {
+// restorePost sends the wizard's restore form.
+func restorePost(t *testing.T, ctx context.Context, b *browser, form url.Values) (int, string) {
 	_, _, page := b.do(ctx, "GET", "/setup/restore", nil)
 	m := csrfField.FindStringSubmatch(page)
 	if m == nil {
 		t.Fatalf("the restore page:\n%.2000s", page)
 	}
 	form.Set("csrf", m[1])
-	st, _, body := b.do(ctx, "POST", "/setup/restore", form)
+	// A restore takes as long as the download: longer than a page.
+	slow := *b
+	tr := b.c.Transport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = 0
+	slow.c = &http.Client{Jar: b.c.Jar, Transport: tr, Timeout: 5 * time.Minute, CheckRedirect: b.c.CheckRedirect}
+	start := time.Now()
+	st, _, body := slow.do(ctx, "POST", "/setup/restore", form)
+	t.Logf("restore form (%s, %s): %d in %v", form.Get("source"), form.Get("how"), st, time.Since(start).Round(time.Millisecond))
+	return st, body
+}
+
+// restore fills the wizard's restore form and checks the box restored.
+func restore(t *testing.T, ctx context.Context, b *browser, form url.Values) {
+	st, body := restorePost(t, ctx, b, form)
 	if st != http.StatusOK || !strings.Contains(body, "Restored") {
 		t.Fatalf("restore: %d\n%.3000s", st, body)
 	}
@@ -564,10 +601,7 @@ func afterRestore(t *testing.T, ctx context.Context, e *labtest.Env, o *browser,
 			t.Errorf("%s after the restore: %v (%d bytes, want %d)", p, err, len(got), len(want))
 		}
 	}
-	var err error
-	if o.csrf, err = lab.SignIn(ctx, o.c, secureBase, pass); err != nil {
-		t.Fatalf("signing in to the restored box with its old certificate: %v", err)
-	}
+	o.signIn(ctx, pass)
 	_, _, team := o.do(ctx, "GET", "/team", nil)
 	for _, m := range []string{"alex", "sam"} {
 		if !strings.Contains(team, m) {

@@ -136,12 +136,15 @@ func shared1(t testing.TB, withBox, vpn, mesh bool) *Env {
 	return e
 }
 
-// RestartBox stops the shared box and starts it again with config ("" for the
-// default), for tests of restarts and reconfiguration.
+// RestartBox stops the shared box (unless it already ended: a test killed
+// it) and starts it again with config ("" for the default), for tests of
+// restarts and reconfiguration.
 func (e *Env) RestartBox(t testing.TB, config string) {
 	t.Helper()
 	if e.Box != nil {
-		if err := e.Box.Stop(10 * time.Second); err != nil {
+		if done, _ := e.Box.Exited(); done {
+			// Killed by the test: nothing to stop.
+		} else if err := e.Box.Stop(10 * time.Second); err != nil {
 			t.Fatalf("stopping the box: %v\n%s", err, e.Box.Output())
 		}
 	}
