@@ -37,6 +37,8 @@ type State struct {
 type Client struct {
 	// Base is the API's URL, ending in "/": https://box.team/audit/api/.
 	Base string
+	// HTTP reaches it (required): over the member's tailnet, or the box's
+	// local API socket.
 	HTTP *http.Client
 }
 
@@ -223,11 +225,10 @@ func (c *Client) get(ctx context.Context, path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
+	if c.HTTP == nil {
+		return nil, errors.New("audit client: no HTTP client")
 	}
-	resp, err := hc.Do(req)
+	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return nil, err
 	}

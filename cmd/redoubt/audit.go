@@ -187,7 +187,7 @@ func hostOf(u string) string {
 
 func httpClient(caFile string) (*http.Client, error) {
 	if caFile == "" {
-		return &http.Client{Timeout: time.Minute}, nil
+		return &http.Client{Timeout: time.Minute, Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}}, nil
 	}
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
@@ -200,7 +200,7 @@ func httpClient(caFile string) (*http.Client, error) {
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("--ca %s: no PEM certificate in it", caFile)
 	}
-	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}, nil
+	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: &tls.Config{RootCAs: pool}}}, nil
 }
 
 func getJSON(ctx context.Context, cl *client.Client, path string, v any) error {

@@ -32,6 +32,8 @@ var (
 		"ui/localapi/client.go":           "a net.Dialer for the local API's Unix socket",
 		"datapath/lan/open_linux.go":      "an AF_INET socket used only for interface ioctls, never bound or connected",
 		"datapath/link/endpoint_linux.go": "the LAN port's AF_PACKET socket, owned by the datapath",
+		"cmd/redoubt/audit.go":            "`redoubt audit verify URL` runs on a member's device, reaching the box over the member's own tailnet, not from the box",
+		"cmd/redoubt/peerstore.go":        "`redoubt peer-store serve` runs on a teammate's machine, behind its tailscaled, not on the box",
 	}
 )
 
