@@ -137,7 +137,7 @@ func cmdBackup(args []string) error {
 		}
 		start := time.Now()
 		for {
-			time.Sleep(time.Second)
+			time.Sleep(250 * time.Millisecond)
 			var st backup.Status
 			if err := api("GET", "status", nil, &st); err != nil {
 				return err

@@ -425,7 +425,7 @@ func cloneForm(v url.Values) url.Values {
 	return out
 }
 
-func fetch(t *testing.T, ctx context.Context, c *http.Client, u string) []byte {
+func fetch(t testing.TB, ctx context.Context, c *http.Client, u string) []byte {
 	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
 	resp, err := c.Do(req)
 	if err != nil {
