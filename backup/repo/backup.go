@@ -69,6 +69,9 @@ type Options struct {
 	Now func() time.Time
 }
 
+// uploaders write (and read back) packs at once.
+const uploaders = 3
+
 // job is a chunk to seal.
 type job struct {
 	t    BlobType
@@ -167,16 +170,16 @@ func (r *Repo) Backup(ctx context.Context, items []Item, opts Options) (*Snapsho
 		}
 	}
 
-	var workers, packerWG, uploaders sync.WaitGroup
+	var workers, packerWG, uploading sync.WaitGroup
 	for i := 0; i < opts.Workers; i++ {
 		workers.Add(1)
 		go func() { defer workers.Done(); rn.sealer() }()
 	}
 	packerWG.Add(1)
 	go func() { defer packerWG.Done(); rn.packer() }()
-	for i := 0; i < 2; i++ {
-		uploaders.Add(1)
-		go func() { defer uploaders.Done(); rn.uploader() }()
+	for i := 0; i < uploaders; i++ {
+		uploading.Add(1)
+		go func() { defer uploading.Done(); rn.uploader() }()
 	}
 
 	root, walkErr := rn.root(items)
@@ -184,25 +187,14 @@ func (r *Repo) Backup(ctx context.Context, items []Item, opts Options) (*Snapsho
 	workers.Wait()
 	close(rn.sealed)
 	packerWG.Wait()
-	uploaders.Wait()
+	uploading.Wait()
 	if walkErr != nil {
 		rn.fail(walkErr)
 	}
 	if err := rn.failed(); err != nil {
 		return nil, err
 	}
-	if opts.Verify {
-		for _, p := range rn.wrote {
-			data, err := r.store.Get(ctx, p.Name)
-			if err != nil {
-				return nil, fmt.Errorf("verifying: reading back %s: %w", shortPack(p.Name), err)
-			}
-			if _, _, err := r.checkPack(p.Name, data); err != nil {
-				return nil, fmt.Errorf("verifying: %w", err)
-			}
-		}
-		rn.stats.Verified = true
-	}
+	rn.stats.Verified = opts.Verify // every new pack was read back as it was written
 	if _, err := r.writeIndex(ctx, rn.wrote); err != nil {
 		return nil, err
 	}
@@ -482,6 +474,17 @@ func (rn *run) uploader() {
 		if err := rn.r.store.Put(rn.ctx, p.name, p.data); err != nil {
 			rn.fail(fmt.Errorf("writing pack %s to %s: %w", shortPack(p.name), rn.r.store, err))
 			continue
+		}
+		if rn.opts.Verify {
+			// Read back what the store kept, and check it blob by blob.
+			data, err := rn.r.store.Get(rn.ctx, p.name)
+			if err == nil {
+				_, _, err = rn.r.checkPack(p.name, data)
+			}
+			if err != nil {
+				rn.fail(fmt.Errorf("verifying pack %s in %s: %w", shortPack(p.name), rn.r.store, err))
+				continue
+			}
 		}
 		rn.mu.Lock()
 		rn.wrote = append(rn.wrote, indexPack{Name: p.name, Size: int64(len(p.data)), Blobs: p.blobs})

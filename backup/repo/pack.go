@@ -173,17 +173,25 @@ func shortPack(name string) string {
 }
 
 // packCache keeps the last few whole packs read, for restores (files'
-// chunks are mostly in order in their packs).
+// chunks are mostly in order in their packs); a pack several readers want at
+// once is fetched once.
 type packCache struct {
-	mu    sync.Mutex
-	store target.Store
-	max   int
-	order []string
-	packs map[string][]byte
+	mu      sync.Mutex
+	store   target.Store
+	max     int
+	order   []string
+	packs   map[string][]byte
+	loading map[string]*packLoad
+}
+
+type packLoad struct {
+	done chan struct{}
+	data []byte
+	err  error
 }
 
 func newPackCache(store target.Store, n int) *packCache {
-	return &packCache{store: store, max: n, packs: map[string][]byte{}}
+	return &packCache{store: store, max: n, packs: map[string][]byte{}, loading: map[string]*packLoad{}}
 }
 
 func (c *packCache) get(ctx context.Context, name string) ([]byte, error) {
@@ -192,20 +200,30 @@ func (c *packCache) get(ctx context.Context, name string) ([]byte, error) {
 		c.mu.Unlock()
 		return b, nil
 	}
-	c.mu.Unlock()
-	b, err := c.store.Get(ctx, name)
-	if err != nil {
-		return nil, err
+	if l, ok := c.loading[name]; ok {
+		c.mu.Unlock()
+		select {
+		case <-l.done:
+			return l.data, l.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
+	l := &packLoad{done: make(chan struct{})}
+	c.loading[name] = l
+	c.mu.Unlock()
+	l.data, l.err = c.store.Get(ctx, name)
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.packs[name]; !ok {
-		c.packs[name] = b
+	delete(c.loading, name)
+	if l.err == nil {
+		c.packs[name] = l.data
 		c.order = append(c.order, name)
 		for len(c.order) > c.max {
 			delete(c.packs, c.order[0])
 			c.order = c.order[1:]
 		}
 	}
-	return b, nil
+	c.mu.Unlock()
+	close(l.done)
+	return l.data, l.err
 }

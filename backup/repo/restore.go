@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -27,7 +28,7 @@ func (r *Repo) NewReader(ctx context.Context, snap *Snapshot) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Reader{r: r, ix: ix, cache: newPackCache(r.store, 4), snap: snap}, nil
+	return &Reader{r: r, ix: ix, cache: newPackCache(r.store, 8), snap: snap}, nil
 }
 
 // ErrNoPath: the snapshot has nothing at that path.
@@ -110,8 +111,10 @@ type RestoreStats struct {
 }
 
 // Restore writes the subtree at src (a path in the snapshot; "" for all)
-// into dest, which must not exist or be empty. Files are written to a
-// temporary name and renamed when whole; modes and times are set.
+// into dest, which must not exist or be empty. Directories and links are
+// made first; files are then written by a few workers at once (packs are
+// fetched once and shared through a cache), each to a temporary name renamed
+// when whole; modes and times are set last.
 func (rd *Reader) Restore(ctx context.Context, src, dest string) (RestoreStats, error) {
 	start := time.Now()
 	var st RestoreStats
@@ -122,12 +125,70 @@ func (rd *Reader) Restore(ctx context.Context, src, dest string) (RestoreStats, 
 	if entries, err := os.ReadDir(dest); err == nil && len(entries) > 0 && n.Type == "dir" {
 		return st, fmt.Errorf("restoring into %s: it is not empty", dest)
 	}
-	err = rd.restore(ctx, n, dest, &st)
+	var files []fileJob
+	var dirs []fileJob
+	if err := rd.layout(ctx, n, dest, &files, &dirs, &st); err != nil {
+		return st, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan fileJob)
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+	)
+	for i := 0; i < restoreWorkers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				m, err := rd.restoreFile(ctx, j.node, j.dest)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+					cancel()
+				}
+				st.Files++
+				st.Bytes += m
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for _, j := range files {
+		select {
+		case jobs <- j:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if first != nil {
+		return st, first
+	}
+	if err := ctx.Err(); err != nil {
+		return st, err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		os.Chmod(dirs[i].dest, dirs[i].node.Mode.Perm())
+		os.Chtimes(dirs[i].dest, dirs[i].node.MTime, dirs[i].node.MTime)
+	}
 	st.Duration = time.Since(start)
-	return st, err
+	return st, nil
 }
 
-func (rd *Reader) restore(ctx context.Context, n Node, dest string, st *RestoreStats) error {
+// restoreWorkers write files at once during a restore.
+const restoreWorkers = 4
+
+type fileJob struct {
+	node Node
+	dest string
+}
+
+// layout makes the directories and links of n under dest and lists its files.
+func (rd *Reader) layout(ctx context.Context, n Node, dest string, files, dirs *[]fileJob, st *RestoreStats) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -147,37 +208,14 @@ func (rd *Reader) restore(ctx context.Context, n Node, dest string, st *RestoreS
 			if c.Name == "" || c.Name == "." || c.Name == ".." || strings.ContainsAny(c.Name, "/\x00") || (i > 0 && c.Name <= children[i-1].Name) {
 				return fmt.Errorf("a tree holds the name %q twice or out of order: %w", c.Name, ErrDamaged)
 			}
-			if err := rd.restore(ctx, c, filepath.Join(dest, c.Name), st); err != nil {
+			if err := rd.layout(ctx, c, filepath.Join(dest, c.Name), files, dirs, st); err != nil {
 				return err
 			}
 		}
 		st.Dirs++
-		os.Chmod(dest, n.Mode.Perm())
-		os.Chtimes(dest, n.MTime, n.MTime)
+		*dirs = append(*dirs, fileJob{n, dest})
 	case "file":
-		tmp := dest + ".restoring"
-		f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-		if err != nil {
-			return err
-		}
-		m, err := rd.WriteFile(ctx, n, f)
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(tmp)
-			return fmt.Errorf("restoring %s: %w", dest, err)
-		}
-		os.Chmod(tmp, n.Mode.Perm())
-		os.Chtimes(tmp, n.MTime, n.MTime)
-		if err := os.Rename(tmp, dest); err != nil {
-			return err
-		}
-		st.Files++
-		st.Bytes += m
+		*files = append(*files, fileJob{n, dest})
 	case "symlink":
 		os.Remove(dest)
 		if err := os.Symlink(n.Target, dest); err != nil {
@@ -185,4 +223,27 @@ func (rd *Reader) restore(ctx context.Context, n Node, dest string, st *RestoreS
 		}
 	}
 	return nil
+}
+
+// restoreFile writes one file whole, under a temporary name first.
+func (rd *Reader) restoreFile(ctx context.Context, n Node, dest string) (int64, error) {
+	tmp := dest + ".restoring"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	m, err := rd.WriteFile(ctx, n, f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return m, fmt.Errorf("restoring %s: %w", dest, err)
+	}
+	os.Chmod(tmp, n.Mode.Perm())
+	os.Chtimes(tmp, n.MTime, n.MTime)
+	return m, os.Rename(tmp, dest)
 }
