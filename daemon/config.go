@@ -20,6 +20,7 @@ import (
 	"github.com/redoubt/redoubt/dns"
 	"github.com/redoubt/redoubt/ui/setup"
 	"github.com/redoubt/redoubt/vpn/external"
+	"github.com/redoubt/redoubt/vpn/mesh"
 	"github.com/redoubt/redoubt/vpn/wan"
 )
 
@@ -42,7 +43,7 @@ type Config struct {
 	WAN wan.Config      `toml:"wan"`
 	VPN external.Config `toml:"vpn"`
 	// Mesh is how the box's node in the team's tailnet runs.
-	Mesh MeshConfig `toml:"mesh"`
+	Mesh mesh.Config `toml:"mesh"`
 
 	dev Options // from the command line, not the file
 }

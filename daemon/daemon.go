@@ -27,6 +27,7 @@ import (
 	"github.com/redoubt/redoubt/ui/setup"
 	"github.com/redoubt/redoubt/vault"
 	"github.com/redoubt/redoubt/vpn/external"
+	"github.com/redoubt/redoubt/vpn/mesh"
 )
 
 // NewLogger returns the daemon's logger, writing to w as the config says.
@@ -127,25 +128,29 @@ type Box struct {
 	// The LAN side: the port and the services on it. Moving the box to another
 	// LAN address replaces them all while the rest runs on (move.go); readers
 	// load them, and moveMu keeps a move and Close apart.
-	lan     atomic.Pointer[lan.LAN]
-	dns     atomic.Pointer[dns.Server]
-	dhcp    atomic.Pointer[dhcp.Server]
-	moveMu  sync.Mutex
-	web     *http.Server // guarded by moveMu
-	webTLS  *http.Server // guarded by moveMu
-	api     *http.Server
-	setup   *setup.Setup
-	vault   *vault.Vault
-	ui      *ui.UI
-	vpn     *external.VPN
-	mesh    *mesh
+	lan    atomic.Pointer[lan.LAN]
+	dns    atomic.Pointer[dns.Server]
+	dhcp   atomic.Pointer[dhcp.Server]
+	moveMu sync.Mutex
+	web    *http.Server // guarded by moveMu
+	webTLS *http.Server // guarded by moveMu
+	api    *http.Server
+	setup  *setup.Setup
+	vault  *vault.Vault
+	ui     *ui.UI
+	vpn    *external.VPN
+	mesh   *mesh.Mesh
+	// life tells the rooms that run on the vault's keys (the VPN, the team
+	// mesh, the apps) when the box is unlocked and locked.
+	life    *vault.Lifecycle
 	errc    chan error
 	restart chan struct{}
 }
 
 // Start builds and starts every room.
 func Start(cfg Config, log *slog.Logger) (*Box, error) {
-	b := &Box{cfg: cfg, log: log, started: time.Now(), errc: make(chan error, 4), restart: make(chan struct{}, 1)}
+	b := &Box{cfg: cfg, log: log, started: time.Now(), errc: make(chan error, 4), restart: make(chan struct{}, 1),
+		life: vault.NewLifecycle(log.With("room", "lifecycle"))}
 	if err := os.MkdirAll(cfg.State.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state.dir %s: %w", cfg.State.Dir, err)
 	}
@@ -411,7 +416,10 @@ func (b *Box) Close() error {
 			}
 		}
 	}
-	b.closeMesh()
+	b.life.Locked()
+	if b.mesh != nil {
+		b.mesh.Close()
+	}
 	if b.vpn != nil {
 		b.vpn.Close()
 	}

@@ -442,35 +442,17 @@ func (o *ownerBox) FactoryReset() error {
 	return errors.Join(errs...)
 }
 
+// Unlocked: the rooms that run on keys kept in the vault start (the
+// lifecycle's rooms: the VPN, the team mesh, the apps).
 func (o *ownerBox) Unlocked() {
-	b := o.box()
-	b.log.Info("vault unlocked")
-	if b.vpn != nil {
-		b.vpn.Unlocked() // a VPN config kept in the vault can now be read
-	}
-	// The team mesh's node state is in the vault too; joining can take a
-	// while, and the owner's page should not wait for it.
-	go func() {
-		if err := b.meshUp(); err != nil {
-			b.log.Warn("the team mesh did not start", "err", err)
-		}
-	}()
+	o.box().log.Info("vault unlocked")
+	o.box().life.Unlocked()
 }
 
-// Locked: what runs on keys kept in the vault stops, as after a restart: the
-// team mesh's node and its use of Headscale's API key, and a VPN whose config
-// the owner set (one from the config file stays up).
+// Locked: what runs on keys kept in the vault stops, as after a restart.
 func (o *ownerBox) Locked() {
-	b := o.box()
-	b.log.Info("vault locked")
-	b.meshDown("the box is locked")
-	if b.mesh != nil {
-		// The API key came from the vault too: forget it until the unlock.
-		b.mesh.members.SetHeadscale(nil)
-	}
-	if b.vpn != nil {
-		b.vpn.Locked()
-	}
+	o.box().log.Info("vault locked")
+	o.box().life.Locked()
 }
 
 func (o *ownerBox) SetupDone() { b := o.box(); b.setBoxName(b.setup.BoxName()) }

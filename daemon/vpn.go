@@ -26,6 +26,7 @@ func (b *Box) startVPN(cfg Config) error {
 		return err
 	}
 	b.vpn = v
+	b.life.Register("vpn", v)
 	return nil
 }
 

@@ -6,12 +6,17 @@
 package home
 
 import (
+	"crypto/tls"
 	"embed"
 	"fmt"
 	"html/template"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
+	"sync"
+
+	"github.com/redoubt/redoubt/ui"
 )
 
 //go:embed assets
@@ -85,4 +90,55 @@ func speed(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// Node is where the members' page is served: the box's tailnet node.
+type Node interface {
+	Listen(network, addr string) (net.Listener, error)
+}
+
+// Server serves the members' page on the box's tailnet node while it runs:
+// HTTPS on 443, with certificates from certs, and plain HTTP on 80 leading
+// there. The owner's pages are never served on the tailnet.
+type Server struct {
+	certs func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	servers []*http.Server
+}
+
+// NewServer returns a Server with certificates from certs.
+func NewServer(certs func(*tls.ClientHelloInfo) (*tls.Certificate, error), log *slog.Logger) *Server {
+	return &Server{certs: certs, log: log}
+}
+
+// Mount serves the page h on n, or stops serving it (n nil).
+func (s *Server) Mount(n Node, h http.Handler) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, srv := range s.servers {
+		srv.Close()
+	}
+	s.servers = nil
+	if n == nil {
+		return nil
+	}
+	ln, err := n.Listen("tcp", ":443")
+	if err != nil {
+		return err
+	}
+	ln80, err := n.Listen("tcp", ":80")
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	page := ui.Server(h, s.log)
+	go page.Serve(tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.certs}))
+	toHTTPS := ui.Server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://"+r.Host+r.URL.RequestURI(), http.StatusMovedPermanently)
+	}), s.log)
+	go toHTTPS.Serve(ln80)
+	s.servers = []*http.Server{page, toHTTPS}
+	return nil
 }

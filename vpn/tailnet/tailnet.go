@@ -12,8 +12,8 @@
 //
 // Members reach services the box offers on its tailnet address through Listen; the
 // laptop reaches members' devices through DialContext and ListenPacket, which the
-// datapath uses; Peers feeds the DNS room's team names. Only the daemon imports
-// this package.
+// datapath uses; Peers feeds the DNS room's team names; WhoIs tells the apps who
+// is calling. vpn/mesh runs the node; the daemon and the apps host use its types.
 package tailnet
 
 import (
