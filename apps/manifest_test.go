@@ -100,10 +100,14 @@ func TestManifestErrors(t *testing.T) {
 		{func(s string) string { return strings.Replace(s, `default = "24h"`, `default = "90d"`, 1) }, `options.keep.default: want a duration`},
 		{func(s string) string { return strings.Replace(s, `min = "1m"`, `min = "60d"`, 1) }, `options.keep: min 60d is more than max 30d`},
 		{func(s string) string { return strings.Replace(s, `default = "true"`, `type = "int"`, 1) }, `options.autostart.type: "int": autostart is a standard option of type bool`},
-		{func(s string) string { return strings.Replace(s, `exposure = ["lan", "tailnet"]`, `exposure = ["lan"]`+"\n", 1) + "\n[[options]]\nname = \"allow-tailnet\"\ndefault = \"true\"\ntype = \"bool\"\ndescription = \"x\"\n" }, `allow-tailnet: the app's exposure \(\[lan\]\) does not include tailnet`},
+		{func(s string) string {
+			return strings.Replace(s, `exposure = ["lan", "tailnet"]`, `exposure = ["lan"]`+"\n", 1) + "\n[[options]]\nname = \"allow-tailnet\"\ndefault = \"true\"\ntype = \"bool\"\ndescription = \"x\"\n"
+		}, `allow-tailnet: the app's exposure \(\[lan\]\) does not include tailnet`},
 		{func(s string) string { return s + "\ncolour = \"red\"\n" }, `connect.colour: unknown field`},
 		{func(s string) string { return strings.Replace(s, `path = "/"`, `path = "dav"`, 1) }, `connect\[0\].path: "dav": a path starting with /`},
-		{func(s string) string { return strings.Replace(s, `id = "notes"`, `egress = ["*.example.org:443"]`+"\nid = \"notes\"", 1) }, `egress\[0\]: "\*.example.org:443": a host and a port`},
+		{func(s string) string {
+			return strings.Replace(s, `id = "notes"`, `egress = ["*.example.org:443"]`+"\nid = \"notes\"", 1)
+		}, `egress\[0\]: "\*.example.org:443": a host and a port`},
 		{func(s string) string { return s + "\n[program]\ncommand = [\"/bin/sh\"]\n" }, `program.command\[0\]: "/bin/sh": the program's path inside the app's directory`},
 		{func(s string) string { return s + "\n[program]\ncommand = [\"bin/x\"]\n" }, `listeners: "media": an external app has only its web listener`},
 		{func(s string) string { return strings.Replace(s, `name = "Notes"`, `name = "Notes`, 1) }, `\(file\): line 3:`},

@@ -22,7 +22,7 @@ func cpuTime() time.Duration {
 // reportCPU adds the CPU seconds per GB the benchmark spent.
 func reportCPU(b *testing.B, start time.Duration) {
 	gb := float64(b.N) * benchSize / (1 << 30)
-	b.ReportMetric((cpuTime() - start).Seconds()/gb, "cpu-s/GB")
+	b.ReportMetric((cpuTime()-start).Seconds()/gb, "cpu-s/GB")
 }
 
 // BenchmarkWrite compares committing a 64 MiB blob (XChaCha20-Poly1305 in 64

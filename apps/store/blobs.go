@@ -378,7 +378,7 @@ type upload struct {
 	failed error
 }
 
-func (u *upload) ID() string   { return u.id }
+func (u *upload) ID() string  { return u.id }
 func (u *upload) Size() int64 { return int64(u.n)*ChunkSize + int64(len(u.buf)) }
 
 // aead returns the blob cipher, or why the store is closed.
