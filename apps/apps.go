@@ -106,9 +106,9 @@ const (
 
 // Origin is one of an app's web origins.
 type Origin struct {
-	Network Network
+	Network Network `json:"network"`
 	// URL is the origin, "https://host[:port]", without a path.
-	URL string
+	URL string `json:"url"`
 }
 
 // Member is a member of the team.
@@ -116,17 +116,17 @@ type Member struct {
 	// ID is the member's stable identifier on this box: it survives a
 	// rename and is never given to another member. Key what the app keeps
 	// for a member by it.
-	ID      string
-	Name    string
-	Devices []Device
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Devices []Device `json:"devices,omitempty"`
 }
 
 // Device is one of a member's devices in the tailnet.
 type Device struct {
-	Name   string // its name in the tailnet (MagicDNS label)
-	Addrs  []netip.Addr
-	OS     string
-	Online bool
+	Name   string       `json:"name"` // its name in the tailnet (MagicDNS label)
+	Addrs  []netip.Addr `json:"addrs,omitempty"`
+	OS     string       `json:"os,omitempty"`
+	Online bool         `json:"online"`
 }
 
 // Caller is who sent a request.
@@ -134,15 +134,15 @@ type Caller struct {
 	// Owner is true for the box's owner: on the LAN, a browser the owner
 	// opened the app in from the box's pages, or a native client with an
 	// app password the owner made; on the box, its console.
-	Owner bool
+	Owner bool `json:"owner,omitempty"`
 	// Member is the team member on the tailnet (zero for the owner).
-	Member Member
+	Member Member `json:"member,omitzero"`
 	// Device is the tailnet device's name, or the app password's label.
-	Device string
+	Device string `json:"device,omitempty"`
 	// Network is where the request came from.
-	Network Network
+	Network Network `json:"network"`
 	// Addr is the sending address.
-	Addr netip.AddrPort
+	Addr netip.AddrPort `json:"addr,omitzero"`
 }
 
 // ID is a stable key for what the app keeps for the caller: "owner", or
@@ -267,32 +267,32 @@ type Blob interface {
 
 // BlobInfo describes a committed blob.
 type BlobInfo struct {
-	Name string
-	Size int64
+	Name string `json:"name"`
+	Size int64  `json:"size"`
 	// Modified is when it was committed (or renamed into place).
-	Modified time.Time
+	Modified time.Time `json:"modified"`
 	// ETag changes whenever the content does.
-	ETag string
+	ETag string `json:"etag"`
 }
 
 // UploadInfo describes an upload in progress.
 type UploadInfo struct {
-	ID      string
-	Size    int64
-	Created time.Time
+	ID      string    `json:"id"`
+	Size    int64     `json:"size"`
+	Created time.Time `json:"created"`
 }
 
 // Usage is the app's storage on disk.
 type Usage struct {
 	// Bytes is what the app's blobs and uploads take on disk (with the
 	// encryption's overhead, about 0.06 %), and Blobs how many there are.
-	Bytes int64
-	Blobs int
+	Bytes int64 `json:"bytes"`
+	Blobs int   `json:"blobs"`
 	// Quota is the most the app may take (the owner's quota option); 0
 	// for no limit but the disk.
-	Quota int64
+	Quota int64 `json:"quota"`
 	// DiskFree is what is left on the box's disk for anyone.
-	DiskFree int64
+	DiskFree int64 `json:"disk_free"`
 }
 
 // Available is how many more bytes the app may write: the least of its
