@@ -178,7 +178,7 @@ func (m *Manifest) standard() []Option {
 	opts := []Option{
 		{Name: OptPersistence, Type: Bool, Default: "true",
 			Description: "Keep the app's data when the box is locked or restarted. Off, it is erased every time."},
-		{Name: OptAutostart, Type: Bool, Default: "false",
+		{Name: OptAutostart, Type: Bool, Default: "false", Live: true,
 			Description: "Start the app when the box is unlocked."},
 		{Name: OptQuota, Type: Size, Default: "0", Live: true,
 			Description: "The most disk space the app's data may take (0: no limit but the disk), such as 50GB."},

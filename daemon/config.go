@@ -15,6 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/redoubt/redoubt/apps/host"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/dhcp"
 	"github.com/redoubt/redoubt/dns"
@@ -44,6 +45,8 @@ type Config struct {
 	VPN external.Config `toml:"vpn"`
 	// Mesh is how the box's node in the team's tailnet runs.
 	Mesh mesh.Config `toml:"mesh"`
+	// Apps are the apps the box hosts.
+	Apps host.Config `toml:"apps"`
 
 	dev Options // from the command line, not the file
 }
@@ -137,6 +140,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("wan.interface %q is also lan.interface: the WAN and LAN ports must be two interfaces", c.WAN.Interface)
 	}
 	if err := c.VPN.Validate(); err != nil {
+		return err
+	}
+	if err := c.Apps.Validate(); err != nil {
 		return err
 	}
 	if !filepath.IsAbs(c.State.Dir) {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redoubt/redoubt/apps/host"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/datapath/leaklog"
 	"github.com/redoubt/redoubt/dhcp"
@@ -140,6 +141,7 @@ type Box struct {
 	ui     *ui.UI
 	vpn    *external.VPN
 	mesh   *mesh.Mesh
+	apps   *host.Host
 	// life tells the rooms that run on the vault's keys (the VPN, the team
 	// mesh, the apps) when the box is unlocked and locked.
 	life    *vault.Lifecycle
@@ -184,6 +186,10 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 		return nil, err
 	}
 	if err := b.startMesh(cfg); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if err := b.startApps(cfg); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -417,6 +423,9 @@ func (b *Box) Close() error {
 		}
 	}
 	b.life.Locked()
+	if b.apps != nil {
+		b.apps.Close()
+	}
 	if b.mesh != nil {
 		b.mesh.Close()
 	}

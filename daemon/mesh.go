@@ -1,15 +1,11 @@
 package daemon
 
 import (
-	"cmp"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 
-	"github.com/redoubt/redoubt/apps/home"
 	"github.com/redoubt/redoubt/ui/localapi"
-	"github.com/redoubt/redoubt/ui/pki"
 	"github.com/redoubt/redoubt/vpn/egress"
 	"github.com/redoubt/redoubt/vpn/mesh"
 	"github.com/redoubt/redoubt/vpn/tailnet"
@@ -19,7 +15,6 @@ import (
 // lifecycle: its node starts when the box is unlocked.
 func (b *Box) startMesh(cfg Config) error {
 	log := b.log.With("room", "mesh")
-	members := b.membersPage()
 	m, err := mesh.New(cfg.Mesh, mesh.Deps{
 		Logger:  log,
 		Vault:   b.vault,
@@ -44,17 +39,8 @@ func (b *Box) startMesh(cfg Config) error {
 			}
 			return b.vpn.SetDirect(mark, port)
 		},
-		OnNode: func(n *tailnet.Node) {
-			var err error
-			if n == nil {
-				err = members.Mount(nil, nil)
-			} else {
-				err = members.Mount(n, home.Handler(home.Info{BoxName: cmp.Or(b.setup.BoxName(), "redoubt")}, log))
-			}
-			if err != nil {
-				log.Warn("serving the members' page", "err", err)
-			}
-		},
+		OnNode:    b.mountTailnet,
+		OnRemoved: b.memberRemoved,
 	})
 	if err != nil {
 		return err
@@ -62,21 +48,6 @@ func (b *Box) startMesh(cfg Config) error {
 	b.mesh = m
 	b.life.Register("mesh", m)
 	return nil
-}
-
-// membersPage is the page members see on the box's tailnet address, with a
-// certificate from the box's CA for the node's names and addresses.
-func (b *Box) membersPage() *home.Server {
-	log := b.log.With("room", "apps")
-	certs := &pki.Issuer{Store: b.vault, Identity: func() ([]string, []netip.Addr) {
-		n := b.meshNode()
-		if n == nil {
-			return nil, nil
-		}
-		st := n.Status()
-		return slices.Compact([]string{st.Name, st.FQDN}), st.Addrs
-	}}
-	return home.NewServer(certs.GetCertificate, log)
 }
 
 // egress is the box's way out: the VPN's, or one that refuses.

@@ -95,10 +95,12 @@ func (b *Box) serveUI(l *lan.LAN) error {
 		return err
 	}
 	uiLog := b.log.With("room", "ui")
-	b.web = ui.Server(b.ui.Handler(), uiLog)
+	// The apps' names on the LAN share ports 80 and 443 with the owner's
+	// pages: the apps' host splits them off by name.
+	b.web = ui.Server(b.apps.PlainHTTP(b.ui.Handler()), uiLog)
 	b.webTLS = ui.Server(b.ui.Handler(), uiLog)
 	b.serve("web", b.web, httpLn)
-	b.serve("web-tls", b.webTLS, tls.NewListener(httpsLn, b.ui.TLSConfig()))
+	b.serve("web-tls", b.webTLS, tls.NewListener(b.apps.MountLAN(l, httpsLn), b.ui.TLSConfig()))
 	return nil
 }
 
@@ -468,6 +470,9 @@ func (b *Box) setBoxName(name string) {
 	}
 	if err := d.Reconfig(b.dnsConfig(b.config())); err != nil {
 		b.log.Warn("renaming the box in DNS", "name", name, "err", err)
+	}
+	if b.apps != nil {
+		b.apps.Refresh()
 	}
 }
 

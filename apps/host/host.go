@@ -317,6 +317,9 @@ func (h *Host) Option(id, name string) (string, error) {
 		_, err := apps.NewOptions(in.m, nil).With(name, "")
 		return "", err
 	}
+	if !h.isUnlocked() {
+		return "", errLocked
+	}
 	opts, err := in.options()
 	if err != nil {
 		return "", err
@@ -332,6 +335,9 @@ func (h *Host) SetOption(id, name, value string) (string, error) {
 	in, err := h.app(id)
 	if err != nil {
 		return "", err
+	}
+	if !h.isUnlocked() {
+		return "", errLocked
 	}
 	in.optMu.Lock()
 	defer in.optMu.Unlock()

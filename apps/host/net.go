@@ -246,9 +246,7 @@ func (n *networks) unmountLAN() {
 		return
 	}
 	m.front.close()
-	for _, c := range m.extra {
-		c.Close()
-	}
+	n.dropExtra(m.extra)
 	n.closeConns(func(c *connInfo) bool { return c.network == apps.LAN })
 }
 
@@ -334,6 +332,22 @@ func (h *Host) PlainHTTP(next http.Handler) http.Handler {
 	})
 }
 
+// dropExtra takes the sockets of a network going away from under the apps'
+// listeners, which wait for the next mount.
+func (n *networks) dropExtra(extra map[swapKey]io.Closer) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for k, c := range extra {
+		if s := n.listens[k]; s != nil {
+			s.set(nil)
+		}
+		if p := n.packets[k]; p != nil {
+			p.set(nil)
+		}
+		c.Close()
+	}
+}
+
 // --- the tailnet ---
 
 // MountTailnet serves the published apps on the box's tailnet node (nil
@@ -380,9 +394,7 @@ func (n *networks) UnmountTailnet() {
 	for _, ln := range m.web {
 		ln.Close()
 	}
-	for _, c := range m.extra {
-		c.Close()
-	}
+	n.dropExtra(m.extra)
 	n.closeConns(func(c *connInfo) bool { return c.network == apps.Tailnet })
 	n.tailCert.Forget()
 }
@@ -514,10 +526,11 @@ func (n *networks) publish(in *instance) {
 	r := in.current()
 	if r != nil {
 		r.mu.Lock()
-		if r.stopping {
+		stopping := r.stopping
+		r.mu.Unlock()
+		if stopping {
 			r = nil
 		}
-		r.mu.Unlock()
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()

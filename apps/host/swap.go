@@ -274,8 +274,13 @@ func (s *swapPacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 				return n, addr, net.ErrClosed
 			default:
 			}
+			// The socket went away under the app (the LAN port closed for
+			// a move, the node stopped): wait for the next one.
 			s.mu.Lock()
 			swapped := s.cur != pc
+			if !swapped && errors.Is(err, net.ErrClosed) {
+				s.cur, swapped = nil, true
+			}
 			s.mu.Unlock()
 			if swapped {
 				continue

@@ -99,7 +99,9 @@ type Deps struct {
 type Peer struct {
 	Key    string // its node key, "nodekey:…"
 	Name   string // the device's name in the tailnet (its MagicDNS label)
-	User   string // the member it belongs to
+	User   string // the member it belongs to (the user's login name)
+	UserID uint64 // the coordination server's id of that user
+	Tagged bool   // a tagged device belongs to no member
 	Addrs  []netip.Addr
 	Online bool
 	OS     string
@@ -317,6 +319,8 @@ func summarize(st *ipnstate.Status) (Status, []Peer) {
 			Key:    p.PublicKey.String(),
 			Name:   strings.SplitN(p.DNSName, ".", 2)[0],
 			User:   user,
+			UserID: uint64(p.UserID),
+			Tagged: p.Tags != nil && p.Tags.Len() > 0,
 			Addrs:  p.TailscaleIPs,
 			Online: p.Online,
 			OS:     p.OS,
