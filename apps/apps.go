@@ -192,6 +192,8 @@ var (
 	ErrDiskFull = errors.New("the box's disk is full")
 	// ErrNotPublished: the app is not published on that network now.
 	ErrNotPublished = errors.New("the app is not published on that network")
+	// ErrNoApp: the box has no app by that name.
+	ErrNoApp = errors.New("no such app")
 )
 
 // Records is an app's sealed key-value store, for small values (settings,

@@ -1,5 +1,7 @@
 package apps
 
+import "time"
+
 // Status is an app as its owner sees it: `redoubt app list` and `status`,
 // the local API, the Apps page.
 type Status struct {
@@ -60,4 +62,13 @@ func ConnectURLs(m Manifest, origins []Origin) []ConnectURL {
 		}
 	}
 	return out
+}
+
+// Password is an app password, as the owner sees it (never the secret): for
+// a native client of the app on the LAN (a WebDAV client, rclone).
+type Password struct {
+	// Label names the device or program it is for ("macbook finder").
+	Label    string    `json:"label"`
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"last_used,omitzero"`
 }

@@ -171,16 +171,8 @@ func (a *auth) forgetAll() {
 
 // --- app passwords, for native clients on the LAN ---
 
-// Password is an app password, as the owner sees it (never the secret).
-type Password struct {
-	// Label names the device or program it is for ("macbook-finder").
-	Label    string    `json:"label"`
-	Created  time.Time `json:"created"`
-	LastUsed time.Time `json:"last_used,omitzero"`
-}
-
 type storedPassword struct {
-	Password
+	apps.Password
 	Hash string `json:"hash"` // SHA-256 of the secret (which has 160 random bits)
 }
 
@@ -209,12 +201,12 @@ func (h *Host) putPasswords(id string, ps []storedPassword) error {
 }
 
 // Passwords lists an app's passwords.
-func (h *Host) Passwords(id string) ([]Password, error) {
+func (h *Host) Passwords(id string) ([]apps.Password, error) {
 	if _, err := h.app(id); err != nil {
 		return nil, err
 	}
 	ps, err := h.passwords(id)
-	out := make([]Password, len(ps))
+	out := make([]apps.Password, len(ps))
 	for i, p := range ps {
 		out[i] = p.Password
 	}
@@ -270,7 +262,7 @@ func (h *Host) AddPassword(id, label string) (string, error) {
 	}
 	secret := strings.Join(groups, "-")
 	sum := sha256.Sum256([]byte(secret))
-	ps = append(ps, storedPassword{Password: Password{Label: label, Created: h.d.Now().UTC()}, Hash: fmt.Sprintf("%x", sum)})
+	ps = append(ps, storedPassword{Password: apps.Password{Label: label, Created: h.d.Now().UTC()}, Hash: fmt.Sprintf("%x", sum)})
 	if err := h.putPasswords(id, ps); err != nil {
 		return "", err
 	}

@@ -217,7 +217,7 @@ func (h *Host) add(in *instance) error {
 func (h *Host) app(id string) (*instance, error) {
 	in, ok := h.apps[id]
 	if !ok {
-		return nil, fmt.Errorf("no app %q: the box has %s", id, strings.Join(h.ids, ", "))
+		return nil, fmt.Errorf("%w %q: the box has %s", apps.ErrNoApp, id, strings.Join(h.ids, ", "))
 	}
 	return in, nil
 }
@@ -282,7 +282,7 @@ func (h *Host) isUnlocked() bool {
 }
 
 // errLocked is what commands say while the box is locked.
-var errLocked = errors.New("the box is locked: unlock it first")
+var errLocked = fmt.Errorf("%w: unlock it first", apps.ErrLocked)
 
 // Enable starts an app now (autostart decides whether it starts again after
 // the next unlock).

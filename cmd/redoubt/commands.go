@@ -32,6 +32,7 @@ The box:
   queries   the names the LAN's devices looked up, and how the box answered (--follow)
   devices   the LAN's devices and their DHCP leases
   vpn       the external VPN: status, set FILE, clear, fetch URL
+  app       the apps: list, info, status, enable, disable, get-option, set-option, password
   setup-code  print the code the setup page asks for
   unlock    unlock the box (the passphrase from the terminal or standard input)
   lock      lock the box: sign everyone out, keep nothing readable
@@ -64,6 +65,7 @@ func commands() map[string]command {
 		"unlock":     {cmdUnlock, "unlock the box"},
 		"lock":       {cmdLock, "lock the box"},
 		"vpn":        {cmdVPN, "the external VPN"},
+		"app":        {cmdApp, "the apps"},
 	}
 }
 

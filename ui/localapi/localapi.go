@@ -115,7 +115,9 @@ type Deps struct {
 	// Owner locks, unlocks and reports on what the box keeps for its owner.
 	Owner Owner
 	// VPN reports on and configures the external VPN (GET/PUT/DELETE /v1/vpn).
-	VPN    VPN
+	VPN VPN
+	// Apps lists, starts, stops and configures the apps (/v1/apps).
+	Apps   Apps
 	Logger *slog.Logger
 }
 
@@ -155,6 +157,7 @@ func Handler(d Deps) http.Handler {
 		ownerRoutes(mux, d.Owner)
 	}
 	vpnRoutes(mux, d.VPN)
+	appsRoutes(mux, d.Apps)
 	mux.HandleFunc("GET /v1/leaks.pcap", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
 		w.Header().Set("Content-Disposition", `attachment; filename="redoubt-drops.pcap"`)
