@@ -2,13 +2,16 @@ package daemon
 
 import (
 	"cmp"
+	"errors"
 	"path/filepath"
 	"slices"
+	"strconv"
 
 	"github.com/redoubt/redoubt/apps"
 	"github.com/redoubt/redoubt/apps/builtin"
 	"github.com/redoubt/redoubt/apps/home"
 	"github.com/redoubt/redoubt/apps/host"
+	"github.com/redoubt/redoubt/ui"
 	"github.com/redoubt/redoubt/vpn/members"
 	"github.com/redoubt/redoubt/vpn/tailnet"
 )
@@ -110,4 +113,51 @@ func (b *Box) memberRemoved(m members.Member) {
 	if b.apps != nil {
 		b.apps.MemberRemoved(m.ID, m.Name)
 	}
+}
+
+// appsStep is the setup wizard's step choosing which apps start.
+type appsStep struct{ b *Box }
+
+func (s appsStep) ID() string     { return "apps" }
+func (s appsStep) Title() string  { return "Apps" }
+func (s appsStep) Optional() bool { return true }
+func (s appsStep) Intro() string {
+	return "The services the box hosts for you and your team. Choose which start now and whenever the box is unlocked; you can change this later on the Apps page."
+}
+
+func (s appsStep) Fields() []ui.Field {
+	var out []ui.Field
+	for _, st := range s.b.apps.List() {
+		info, err := s.b.apps.Info(st.ID)
+		if err != nil {
+			continue
+		}
+		def, _ := info.Manifest.Option(apps.OptAutostart)
+		out = append(out, ui.Field{Name: "start-" + st.ID, Type: "checkbox", Label: "Start " + st.Name,
+			Help: st.Description, Checked: def.Default == "true", Optional: true})
+	}
+	return out
+}
+
+// Submit sets each app's autostart option and starts the chosen ones now.
+func (s appsStep) Submit(values map[string]string) error {
+	var errs []error
+	for _, st := range s.b.apps.List() {
+		on := values["start-"+st.ID] == "on"
+		if _, err := s.b.apps.SetOption(st.ID, apps.OptAutostart, strconv.FormatBool(on)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if on {
+			if err := s.b.apps.Enable(st.ID); err != nil {
+				errs = append(errs, err)
+			}
+		} else {
+			s.b.apps.Disable(st.ID)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return &ui.FieldError{Field: "form", Message: err.Error()}
+	}
+	return nil
 }

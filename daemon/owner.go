@@ -75,6 +75,7 @@ func (b *Box) startUI(cfg Config) error {
 		Names:    b.uiNames,
 		Steps:    b.uiSteps(),
 		Team:     (*ownerTeam)(b),
+		Apps:     b.apps,
 	})
 	if err != nil {
 		return err

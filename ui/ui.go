@@ -158,6 +158,8 @@ type Field struct {
 	Type              string // "text", "textarea", "password", "url", "checkbox"
 	Placeholder       string
 	Optional          bool
+	// Checked ticks a checkbox at first.
+	Checked bool
 }
 
 // Deps are what the UI is built from.
@@ -168,7 +170,9 @@ type Deps struct {
 	Vault   Vault
 	Box     Box
 	// Team manages the team mesh; nil on a box without one.
-	Team  Team
+	Team Team
+	// Apps manages the apps; nil on a box without them.
+	Apps  Apps
 	Steps []Step
 	// StateDir holds the UI's server certificate and the public CA certificate.
 	StateDir string
@@ -237,6 +241,8 @@ var funcs = template.FuncMap{
 	"clock": func(t time.Time) string { return t.Local().Format("15:04:05") },
 	"lower": strings.ToLower,
 	"add":   func(a, b int) int { return a + b },
+	// split cuts plain text into its paragraphs (blank lines between).
+	"split": func(s string) []string { return strings.Split(strings.TrimSpace(s), "\n\n") },
 }
 
 func ago(t time.Time) string {
