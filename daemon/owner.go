@@ -472,6 +472,12 @@ func (b *Box) setBoxName(name string) {
 	if err := d.Reconfig(b.dnsConfig(b.config())); err != nil {
 		b.log.Warn("renaming the box in DNS", "name", name, "err", err)
 	}
+	if b.ui != nil {
+		// The owner's pages' certificate names the box by its new name.
+		if err := b.ui.RenewCert(); err != nil {
+			b.log.Warn("renewing the UI certificate for the box's new name", "err", err)
+		}
+	}
 	if b.apps != nil {
 		b.apps.Refresh()
 	}
