@@ -10,7 +10,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -58,7 +57,7 @@ func (a *App) Start(_ context.Context, env apps.Env) (http.Handler, error) {
 // Handler serves the members' page.
 func Handler(info Info, log *slog.Logger) (http.Handler, error) {
 	files := web.Assets(assets, "home")
-	page, err := template.ParseFS(files, "home.html")
+	pages, err := web.NewTemplates(files, "home.html", nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("the members' page: %w", err)
 	}
@@ -77,9 +76,7 @@ func Handler(info Info, log *slog.Logger) (http.Handler, error) {
 		if c, ok := apps.CallerFrom(r.Context()); ok {
 			v.Caller, v.Device = c.Name(), c.Device
 		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		if err := page.Execute(w, v); err != nil {
+		if err := pages.Render(w, http.StatusOK, "home", v); err != nil {
 			log.Warn("rendering the members' page", "err", err)
 		}
 	})

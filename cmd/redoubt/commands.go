@@ -10,12 +10,14 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/redoubt/redoubt/apps/web"
 	"github.com/redoubt/redoubt/daemon"
 	"github.com/redoubt/redoubt/datapath/leaklog"
 	"github.com/redoubt/redoubt/dns/querylog"
@@ -101,8 +103,16 @@ func cmdServe(args []string) error {
 	cfg := fs.String("config", daemon.DefaultConfig, "the config file (see daemon/redoubt.example.toml)")
 	example := fs.Bool("example-config", false, "print a documented example config file and exit")
 	uiDir := fs.String("ui-dir", "", "serve the owner's pages from this `directory` (ui/assets), re-read on every request, instead of the embedded copy")
+	appsDir := fs.String("apps-dir", "", "serve the built-in apps' pages from this `directory` (the source tree's apps/), re-read on every request")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *appsDir != "" {
+		abs, err := filepath.Abs(*appsDir)
+		if err != nil {
+			return err
+		}
+		os.Setenv(web.DevEnv, abs)
 	}
 	if *example {
 		fmt.Print(daemon.Example)
