@@ -391,6 +391,7 @@ func (b *Box) status() localapi.Status {
 		DHCP: b.dhcpStats(),
 		VPN:  b.vpnStatus(),
 		Mesh: b.meshStatus(),
+		Apps: b.apps.List(),
 	}
 }
 

@@ -203,6 +203,16 @@ func cmdStatus(args []string) error {
 		}
 		fmt.Fprintf(w, "team mesh\t%s (%s)\n", line, mode)
 	}
+	for _, a := range st.Apps {
+		where := ""
+		for _, o := range a.Published {
+			where += " " + string(o.Network)
+		}
+		if where != "" {
+			where = ", published on" + where
+		}
+		fmt.Fprintf(w, "app %s\t%s%s\n", a.ID, a.State, where)
+	}
 	return w.Flush()
 }
 

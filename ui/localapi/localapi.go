@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/redoubt/redoubt/apps"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/datapath/leaklog"
 	"github.com/redoubt/redoubt/datapath/link"
@@ -36,6 +37,8 @@ type Status struct {
 	VPN *external.Status `json:"vpn,omitempty"`
 	// Mesh is the team mesh's.
 	Mesh *MeshStatus `json:"mesh,omitempty"`
+	// Apps are the apps, each with its state and where it is published.
+	Apps []apps.Status `json:"apps,omitempty"`
 }
 
 // MeshStatus describes the team mesh: the owner's Headscale as the box last
