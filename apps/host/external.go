@@ -167,11 +167,15 @@ func (e *external) start(ctx context.Context, env *env) (http.Handler, error) {
 		err := cmd.Wait()
 		envSrv.Close()
 		os.RemoveAll(dir)
-		if ctx.Err() == nil {
-			in.log.Warn("the app's program exited", "err", err)
-			in.setState(stateFailed, fmt.Sprintf("its program exited (%v)", err))
-		}
 		close(done)
+		if ctx.Err() == nil {
+			// Exited by itself: the run ends, and the owner sees why.
+			in.log.Warn("the app's program exited", "err", err)
+			go func() {
+				in.stop(apps.ErrStopped, "its program exited")
+				in.setState(stateFailed, fmt.Sprintf("its program exited (%v): %s", err, out.last()))
+			}()
+		}
 	}()
 	go func() {
 		<-ctx.Done()

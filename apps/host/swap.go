@@ -13,21 +13,29 @@ import (
 	"github.com/redoubt/redoubt/apps"
 )
 
+// extraKey checks an app's request for one of its extra listeners (not its
+// web origin) of proto on network, and names it.
+func extraKey(in *instance, name, proto string, network apps.Network) (swapKey, error) {
+	l, ok := in.m.Listener(name)
+	if !ok || l.Name == "web" || l.Proto != proto {
+		return swapKey{}, fmt.Errorf("%s's manifest declares no %s listener %q besides its web origin", in.m.ID, proto, name)
+	}
+	if network != apps.LAN && network != apps.Tailnet {
+		return swapKey{}, fmt.Errorf("listener %q: apps listen on the LAN or the tailnet, not %q", name, network)
+	}
+	if !in.m.Exposed(network) {
+		return swapKey{}, fmt.Errorf("listener %q on %s: %w (its exposure is %v)", name, network, apps.ErrNotPublished, in.m.Exposure)
+	}
+	return swapKey{in.m.ID, name, network}, nil
+}
+
 // appListener returns the listener an app asked for (Env.Listen): it stays
 // the app's across the network's re-mounts.
 func (n *networks) appListener(r *run, name string, network apps.Network) (net.Listener, error) {
-	in := r.in
-	l, ok := in.m.Listener(name)
-	if !ok || l.Name == "web" || l.Proto != "tcp" {
-		return nil, fmt.Errorf("%s's manifest declares no tcp listener %q besides its web origin", in.m.ID, name)
+	k, err := extraKey(r.in, name, "tcp", network)
+	if err != nil {
+		return nil, err
 	}
-	if network != apps.LAN && network != apps.Tailnet {
-		return nil, fmt.Errorf("listener %q: apps listen on the LAN or the tailnet, not %q", name, network)
-	}
-	if !in.m.Exposed(network) {
-		return nil, fmt.Errorf("listener %q on %s: %w (its exposure is %v)", name, network, apps.ErrNotPublished, in.m.Exposure)
-	}
-	k := swapKey{in.m.ID, name, network}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if s, ok := n.listens[k]; ok {
@@ -35,24 +43,16 @@ func (n *networks) appListener(r *run, name string, network apps.Network) (net.L
 	}
 	s := newSwapListener()
 	n.listens[k] = s
-	n.mountExtra(k, in, r, s, nil)
+	n.mountExtra(k, r.in, r, s, nil)
 	return s, nil
 }
 
 // appPacketConn returns the UDP socket an app asked for (Env.ListenPacket).
 func (n *networks) appPacketConn(r *run, name string, network apps.Network) (net.PacketConn, error) {
-	in := r.in
-	l, ok := in.m.Listener(name)
-	if !ok || l.Proto != "udp" {
-		return nil, fmt.Errorf("%s's manifest declares no udp listener %q", in.m.ID, name)
+	k, err := extraKey(r.in, name, "udp", network)
+	if err != nil {
+		return nil, err
 	}
-	if network != apps.LAN && network != apps.Tailnet {
-		return nil, fmt.Errorf("listener %q: apps listen on the LAN or the tailnet, not %q", name, network)
-	}
-	if !in.m.Exposed(network) {
-		return nil, fmt.Errorf("listener %q on %s: %w (its exposure is %v)", name, network, apps.ErrNotPublished, in.m.Exposure)
-	}
-	k := swapKey{in.m.ID, name, network}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if p, ok := n.packets[k]; ok {
@@ -60,7 +60,7 @@ func (n *networks) appPacketConn(r *run, name string, network apps.Network) (net
 	}
 	p := newSwapPacketConn()
 	n.packets[k] = p
-	n.mountExtra(k, in, r, nil, p)
+	n.mountExtra(k, r.in, r, nil, p)
 	return p, nil
 }
 

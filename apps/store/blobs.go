@@ -274,7 +274,7 @@ func (b blobs) Rename(old, new string) error {
 	if old == new {
 		return nil
 	}
-	e.Name = new
+	e.Name, e.Modified = new, s.now().UTC()
 	replaced, had := s.index[new]
 	if err := s.putEntries(map[string]*entry{old: nil, new: &e}); err != nil {
 		return diskErr("renaming blob "+truncate(old), err)
