@@ -115,8 +115,12 @@ type Deps struct {
 	// Owner locks, unlocks and reports on what the box keeps for its owner.
 	Owner Owner
 	// VPN reports on and configures the external VPN (GET/PUT/DELETE /v1/vpn).
-	VPN    VPN
-	Logger *slog.Logger
+	VPN VPN
+	// Team manages the team's members and mesh (/v1/team…); Settings, the
+	// owner's settings (/v1/settings). Nil: not served.
+	Team     TeamAPI
+	Settings SettingsAPI
+	Logger   *slog.Logger
 }
 
 // Devices are the LAN's devices as the DHCP server knows them: every lease
@@ -155,6 +159,8 @@ func Handler(d Deps) http.Handler {
 		ownerRoutes(mux, d.Owner)
 	}
 	vpnRoutes(mux, d.VPN)
+	teamRoutes(mux, d.Team)
+	settingsRoutes(mux, d.Settings)
 	mux.HandleFunc("GET /v1/leaks.pcap", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
 		w.Header().Set("Content-Disposition", `attachment; filename="redoubt-drops.pcap"`)
