@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/redoubt/redoubt/ui"
 	"github.com/redoubt/redoubt/ui/localapi"
@@ -177,6 +178,9 @@ func (c *consoleSettings) Settings() localapi.Settings {
 	b := c.box()
 	s := (*ownerBox)(b).Settings()
 	out := localapi.Settings{BoxName: s.BoxName, LANAddress: s.LANAddress, LeaseTime: s.LeaseTime, Reservations: []localapi.Reservation{}}
+	if d, err := time.ParseDuration(s.LeaseTime); err == nil {
+		out.LeaseTime = ui.ShortDuration(d)
+	}
 	for _, r := range s.Reservations {
 		out.Reservations = append(out.Reservations, localapi.Reservation{MAC: r.MAC, IP: r.IP})
 	}

@@ -42,7 +42,7 @@ func (s vpnSection) State() ui.SectionState {
 		facts = append(facts, ui.Fact{Label: "VPN server", Value: st.Endpoint})
 	}
 	if !st.LastHandshake.IsZero() {
-		facts = append(facts, ui.Fact{Label: "Last handshake", Value: ui.Duration(now.Sub(st.LastHandshake).Round(time.Second)) + " ago"})
+		facts = append(facts, ui.Fact{Label: "Last handshake", Value: agoWords(now.Sub(st.LastHandshake))})
 	}
 	if st.Exit != "" {
 		facts = append(facts, ui.Fact{Label: "Exit address", Value: st.Exit + " (checked " + ui.When(st.ExitCheckedAt, now) + ")"})
@@ -146,12 +146,16 @@ func (s vpnSection) Submit(ctx context.Context, action string, values map[string
 		res := v.Test(ctx)
 		var lines []string
 		for _, c := range res.Checks {
-			lines = append(lines, c.Detail)
+			mark := "✓ "
+			if !c.OK {
+				mark = "✗ "
+			}
+			lines = append(lines, mark+c.Detail)
 		}
 		if !res.OK {
-			return "", errors.New("The test stopped: " + strings.Join(lines, " "))
+			return "", errors.New("The test stopped at a step that failed:\n" + strings.Join(lines, "\n"))
 		}
-		return "The VPN works. " + strings.Join(lines, " "), nil
+		return "The VPN works.\n" + strings.Join(lines, "\n"), nil
 	case "remove":
 		if err := v.Clear(); err != nil {
 			return "", err
@@ -319,6 +323,14 @@ func meshFieldError(err error) error {
 		return &ui.FieldError{Field: "api_key", Message: sentence(m)}
 	}
 	return &ui.FieldError{Field: "login_server", Message: sentence(m)}
+}
+
+// agoWords says how long ago something was: "just now", "2 minutes ago".
+func agoWords(d time.Duration) string {
+	if d < time.Second {
+		return "just now"
+	}
+	return ui.Duration(d.Round(time.Second)) + " ago"
 }
 
 // sentence makes an error read as a sentence on a page.

@@ -28,8 +28,9 @@ func (t *ownerTeam) Status() ui.TeamStatus {
 	if p, err := t.m().Policy(); err == nil {
 		st.ReachEachOther = p.MembersReachEachOther
 	}
-	if state, detail := b.meshState(); state != "up" && ms.Configured {
-		st.Detail = strings.TrimSpace(st.Detail + " The box's node: " + detail)
+	st.Detail = sentence(st.Detail)
+	if state, detail := b.meshState(); state != "up" && ms.Configured && detail != "" {
+		st.Detail = strings.TrimSpace(st.Detail + " The box's node: " + sentence(detail))
 	}
 	return st
 }

@@ -41,8 +41,8 @@ type chartLayout struct {
 func layoutFor(narrow bool, legendRows int) chartLayout {
 	if narrow {
 		// About the width of a phone's card, so 13-unit text is 13 px there.
-		l := chartLayout{width: 340, left: 34, right: 8, top: 12, bottom: 38, legendBelow: true, font: 13, ticks: 3}
-		l.height = 180 + legendRows*20
+		l := chartLayout{width: 340, left: 34, right: 8, top: 12, bottom: 40, legendBelow: true, font: 13, ticks: 3}
+		l.height = 180 + legendRows*20 + 8
 		return l
 	}
 	return chartLayout{width: 720, height: 280, left: 44, right: 190, top: 16, bottom: 40, font: 12, ticks: 5}
@@ -59,7 +59,7 @@ func renderChart(snap timeseries.Snapshot, window time.Duration, narrow bool, no
 	l := layoutFor(narrow, len(used))
 	plotBottom := l.height - l.bottom
 	if l.legendBelow {
-		plotBottom = l.height - l.bottom - len(used)*20
+		plotBottom = l.height - l.bottom - len(used)*20 - 8
 	}
 	plotW, plotH := float64(l.width-l.left-l.right), float64(plotBottom-l.top)
 	var peak uint64
@@ -121,7 +121,7 @@ func renderChart(snap timeseries.Snapshot, window time.Duration, narrow bool, no
 	for k, c := range used {
 		var x, y int
 		if l.legendBelow {
-			x, y = l.left, plotBottom+l.bottom+k*20-8
+			x, y = l.left, plotBottom+l.bottom+4+k*20
 		} else {
 			x, y = l.width-l.right+14, l.top+6+k*20
 		}

@@ -195,13 +195,14 @@ func spark(h []uint64) template.HTML {
 	const w, ht = 120, 28
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="spark" viewBox="0 0 %d %d" width="%d" height="%d" aria-hidden="true" focusable="false">`, w, ht, w, ht)
+	fmt.Fprintf(&b, `<rect class="base" x="0" y="%d" width="%d" height="1"/>`, ht-1, w)
 	bw := float64(w) / float64(max(len(h), 1))
 	for i, n := range h {
-		hh := 1.0
-		if peak > 0 {
-			hh = max(float64(n)/float64(peak)*float64(ht-2), 1)
+		if n == 0 || peak == 0 {
+			continue
 		}
-		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f"/>`, float64(i)*bw+0.5, float64(ht)-hh, max(bw-1, 0.5), hh)
+		hh := max(float64(n)/float64(peak)*float64(ht-2), 2)
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f"/>`, float64(i)*bw+0.5, float64(ht-1)-hh, max(bw-1, 0.5), hh)
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())

@@ -127,7 +127,11 @@ func plainAllowed(p string) bool {
 
 // httpsURL is r's address over HTTPS, on the host the browser used (the box's
 // certificate covers its names and its address).
-func (u *UI) httpsURL(r *http.Request) string {
+func (u *UI) httpsURL(r *http.Request) string { return u.httpsOrigin(r) + r.URL.RequestURI() }
+
+// httpsOrigin is the box over HTTPS on the host r came by (the box's canonical
+// name when that host is not the box's).
+func (u *UI) httpsOrigin(r *http.Request) string {
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
@@ -138,18 +142,15 @@ func (u *UI) httpsURL(r *http.Request) string {
 	if host == "" || !u.allowedHost(host) {
 		host = u.canonicalHost()
 	}
-	return "https://" + strings.ToLower(host) + r.URL.RequestURI()
+	return "https://" + strings.ToLower(host)
 }
 
 // trustPage is what a plain-HTTP visit finds once setup is done: what the box's
 // certificate is, how to install it, its fingerprint, and the way on to HTTPS.
 func (u *UI) trustPage(w http.ResponseWriter, r *http.Request) {
 	target := u.httpsURL(r)
-	v := u.caData(false)
+	v := u.caData(r, false)
 	v.Continue, v.Auto = target, true
-	if tu, err := url.Parse(target); err == nil {
-		v.Check = "https://" + tu.Host + "/trust-check"
-	}
 	u.render(w, r, http.StatusOK, "ca", view{Title: "Trust your box", Data: v})
 }
 
@@ -305,7 +306,10 @@ func (u *UI) signedIn(next func(http.ResponseWriter, *http.Request, *session)) h
 // changed requires the session's CSRF token on a change.
 func (u *UI) changed(next func(http.ResponseWriter, *http.Request, *session)) func(http.ResponseWriter, *http.Request, *session) {
 	return func(w http.ResponseWriter, r *http.Request, s *session) {
-		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		if err := formValues(w, r); err != nil {
+			u.fail(w, r, http.StatusBadRequest, "The form could not be read (a file in it may be too large).")
+			return
+		}
 		if !validCSRF(s.csrf, r.PostFormValue("csrf")) {
 			u.d.Logger.Warn("refused a change without a valid CSRF token", "path", r.URL.Path)
 			u.fail(w, r, http.StatusForbidden, "This form has expired or did not come from the box. Reload the page and try again.")
@@ -349,9 +353,12 @@ func (u *UI) logf(r *http.Request, msg string, args ...any) {
 	u.d.Logger.Info(msg, append(args, slog.String("path", r.URL.Path))...)
 }
 
-// formValues reads a bounded form.
+// formValues reads a bounded form, URL-encoded or multipart (a form with a file).
 func formValues(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	r.Body = http.MaxBytesReader(w, r.Body, 2*maxUpload)
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		return r.ParseMultipartForm(2 * maxUpload)
+	}
 	return r.ParseForm()
 }
 

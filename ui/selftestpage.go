@@ -285,16 +285,16 @@ func (u *UI) selftestResults(w http.ResponseWriter, r *http.Request) {
 func evidenceWords(e selftest.Record, now time.Time) string {
 	times := plural(int(e.Count), "time")
 	if e.Source == "query log" {
-		return fmt.Sprintf("Query log: the box answered that %s does not exist (%s, last at %s).", e.Name, times, when(e.Last, now))
+		return fmt.Sprintf("Query log, %s: the box answered that %s does not exist (%s).", when(e.Last, now), e.Name, times)
 	}
-	what := kindOf(e.Kind).Label
 	var port uint16
+	what := e.Addr
 	if ap, err := netip.ParseAddrPort(e.Addr); err == nil {
 		port = ap.Port()
+		if e.Name != "" && e.Name != ap.Addr().String() {
+			what += " (" + e.Name + ")"
+		}
 	}
-	line := fmt.Sprintf("Leak log: %s, %s to %s", what, strings.ToLower(protoWords(e.Proto, "", port)), e.Addr)
-	if e.Name != "" {
-		line += " (" + e.Name + ")"
-	}
-	return line + fmt.Sprintf(", stopped %s, last at %s.", times, when(e.Last, now))
+	w := protoWords(e.Proto, "", port)
+	return fmt.Sprintf("Leak log, %s: %s to %s stopped (%s, %s).", when(e.Last, now), w, what, strings.ToLower(kindOf(e.Kind).Label), times)
 }

@@ -363,9 +363,13 @@ type caView struct {
 	Auto bool
 }
 
-func (u *UI) caData(finished bool) caView {
+// caData is what the CA pages show to r. The page's script asks the host r came
+// by over HTTPS whether the browser trusts the box (the certificate covers the
+// box's names and address alike; another host would be another origin, which the
+// pages' policy forbids).
+func (u *UI) caData(r *http.Request, finished bool) caView {
 	host := u.canonicalHost()
-	v := caView{Host: host, Finished: finished, Continue: "https://" + host + "/", Check: "https://" + host + "/trust-check"}
+	v := caView{Host: host, Finished: finished, Continue: "https://" + host + "/", Check: u.httpsOrigin(r) + "/trust-check"}
 	if ca, err := pki.LoadCA(u.d.Vault); err == nil {
 		v.Fingerprint = ca.Fingerprint()
 	} else if b := u.caPEM(); b != nil {
@@ -379,7 +383,7 @@ func (u *UI) setupDone(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/setup", http.StatusFound)
 		return
 	}
-	u.render(w, r, http.StatusOK, "ca", view{Title: "Your box is set up", Data: u.caData(true)})
+	u.render(w, r, http.StatusOK, "ca", view{Title: "Your box is set up", Data: u.caData(r, true)})
 }
 
 func (u *UI) caPage(w http.ResponseWriter, r *http.Request) {
@@ -387,7 +391,7 @@ func (u *UI) caPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/setup", http.StatusFound)
 		return
 	}
-	u.render(w, r, http.StatusOK, "ca", view{Title: "Trust your box", Data: u.caData(false), SignedIn: u.signedInView(r), CSRF: u.csrfOf(r)})
+	u.render(w, r, http.StatusOK, "ca", view{Title: "Trust your box", Data: u.caData(r, false), SignedIn: u.signedInView(r), CSRF: u.csrfOf(r)})
 }
 
 // unlockPage asks for the passphrase: to unlock a locked box, or to sign in.

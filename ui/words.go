@@ -294,3 +294,6 @@ func When(t, now time.Time) string { return when(t, now) }
 
 // Duration writes a duration in words ("3 minutes 20 seconds").
 func Duration(d time.Duration) string { return duration(d) }
+
+// ShortDuration writes a duration as the settings take it ("12h", "1h30m").
+func ShortDuration(d time.Duration) string { return shortDuration(d) }

@@ -133,7 +133,7 @@ func NewPlan(id string, started time.Time, by string, extra []netip.Addr) (Plan,
 			Proto: "udp", Addr: t.STUN.String()},
 		{ID: "ipv6", Way: "IPv6 to an internet address", By: ByBoth,
 			How: "a connection to " + t.IPv6.String(), Why: "Software that prefers IPv6 when the network offers it.",
-			URL: "http://" + t.IPv6.String() + "/", Proto: "tcp", Addr: t.IPv6.String(), NoRoute: true},
+			URL: "https://" + t.IPv6.String() + "/", Proto: "tcp", Addr: t.IPv6.String(), NoRoute: true},
 	}
 	resolvers := append(slices.Clone(t.Resolvers), extra...)
 	seen := map[netip.Addr]bool{}

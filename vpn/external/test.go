@@ -75,7 +75,11 @@ func (v *VPN) Test(ctx context.Context) TestResult {
 		add("handshake", false, fmt.Sprintf("The VPN server at %s does not answer: check the endpoint and the keys, and that this network lets UDP out.", c.Peer.Endpoint))
 		return res
 	}
-	add("handshake", true, fmt.Sprintf("The VPN server at %s answered (handshake %s ago).", c.Peer.Endpoint, roundDur(v.now().Sub(last))))
+	when := "just now"
+	if age := v.now().Sub(last).Round(time.Second); age > 0 {
+		when = age.String() + " ago"
+	}
+	add("handshake", true, fmt.Sprintf("The VPN server at %s answered (the last handshake was %s).", c.Peer.Endpoint, when))
 
 	if len(c.DNS) == 0 {
 		add("dns", false, "The config has no DNS line, so the box cannot look names up through the VPN: add the provider's DNS server (DNS = …).")

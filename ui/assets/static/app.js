@@ -38,7 +38,7 @@ function strengthMeter(form) {
 // The feed of stopped attempts and the dashboard's numbers, live over
 // server-sent events. The box renders each row itself, exactly as the page's
 // own rows, so times and words match.
-function liveFeed(tbody) {
+function liveFeed(tbody, onChange) {
   const es = new EventSource("/events");
   es.addEventListener("stopped", (m) => {
     const e = JSON.parse(m.data);
@@ -60,6 +60,7 @@ function liveFeed(tbody) {
     Object.entries(s.trends || {}).forEach(([k, v]) => set('[data-trend="' + k + '"]', v));
     Object.entries(s.devices || {}).forEach(([k, v]) => set('[data-device="' + k + '"]', v));
     if (s.sentence) set("[data-live-sentence]", s.sentence);
+    if (onChange) onChange();
   });
   es.addEventListener("signedout", () => { es.close(); location.reload(); });
 }
@@ -68,8 +69,10 @@ function liveFeed(tbody) {
 // the narrow drawing.
 function liveChart(img) {
   let win = "1h";
+  let loaded = Date.now();
   const narrow = document.querySelector("[data-chart-narrow]");
   const load = () => {
+    loaded = Date.now();
     const q = "window=" + win + "&t=" + Date.now();
     img.src = "/chart.svg?" + q;
     if (narrow) narrow.srcset = "/chart.svg?layout=narrow&" + q;
@@ -84,6 +87,8 @@ function liveChart(img) {
     });
   });
   setInterval(load, 30000);
+  // Something was stopped: redraw, at most every five seconds.
+  return () => { if (Date.now() - loaded > 5000) load(); };
 }
 
 // After a restart, wait for the box to answer again, then go to it.
@@ -159,7 +164,7 @@ function selfTest(table) {
     const t = setTimeout(() => ctl.abort(), timeout);
     const t0 = performance.now();
     try {
-      await fetch(url, { mode: "no-cors", cache: "no-store", credentials: "omit", redirect: "manual", referrerPolicy: "no-referrer", signal: ctl.signal });
+      await fetch(url, { mode: "no-cors", cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer", signal: ctl.signal });
       return { answered: true, sent: true, detail: "an answer came back" };
     } catch (e) {
       if (ctl.signal.aborted) return { sent: true, detail: "no answer in " + timeout / 1000 + " s" };
@@ -188,7 +193,11 @@ function selfTest(table) {
       const r = await fetch("/selftest/runs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ by: "browser" }) });
       const plan = await r.json();
       if (!r.ok) throw new Error(plan.error || r.status);
-      plan.probes.forEach((p) => show(p.id, "running", false, "", []));
+      plan.probes.forEach((p) => {
+        show(p.id, "running", false, "", []);
+        const how = rows[p.id] && rows[p.id].querySelector("[data-how]");
+        if (how) how.textContent = p.how + ". " + p.why;
+      });
       const outcomes = await Promise.all(plan.probes.map(async (p) => {
         const o = p.id === "stun" ? await stunProbe(p.addr) : await fetchProbe(p.url);
         return Object.assign({ probe: p.id, answered: false, sent: false, detail: "" }, o);
@@ -220,10 +229,10 @@ function selfTest(table) {
 
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("form[data-strength]").forEach(strengthMeter);
-  const feed = document.querySelector("[data-feed]");
-  if (feed) liveFeed(feed);
   const chart = document.querySelector("[data-chart]");
-  if (chart) liveChart(chart);
+  const redraw = chart ? liveChart(chart) : null;
+  const feed = document.querySelector("[data-feed]");
+  if (feed) liveFeed(feed, redraw);
   const wait = document.querySelector("[data-wait-for-box]");
   if (wait) waitForBox(wait);
   const trust = document.querySelector("[data-trust-check]");
