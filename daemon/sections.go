@@ -319,7 +319,7 @@ func meshFieldError(err error) error {
 	}
 	m := err.Error()
 	switch {
-	case strings.HasPrefix(m, "API key"), strings.Contains(m, "refused the API key"):
+	case strings.Contains(m, "API key"):
 		return &ui.FieldError{Field: "api_key", Message: sentence(m)}
 	}
 	return &ui.FieldError{Field: "login_server", Message: sentence(m)}

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,17 +56,28 @@ exit_check = "http://%s/exit"
 `, lab.BoxWANIface, lab.Tracker))
 }
 
-// env is the package's lab: VPN provider and Headscale, and the box above.
+// restarted is done once the shared box runs with boxConfig.
+var restarted sync.Once
+
+// env is the package's lab: VPN provider and Headscale, and the box above,
+// restarted with boxConfig the first time.
 func env(t *testing.T) *labtest.Env {
 	t.Helper()
-	if err := browser.Available(browser.Options{}); err != nil {
-		t.Skipf("browser test skipped: %v", err)
-	}
 	if err := lab.RequireDHCPClients(); err != nil {
 		t.Skip(err)
 	}
 	e := labtest.SharedMesh(t)
+	restarted.Do(func() { e.RestartBox(t, boxConfig(e.Lab)) })
 	return e
+}
+
+// browserEnv is env for a test that needs Chromium.
+func browserEnv(t *testing.T) *labtest.Env {
+	t.Helper()
+	if err := browser.Available(browser.Options{}); err != nil {
+		t.Skipf("browser test skipped: %v", err)
+	}
+	return env(t)
 }
 
 // owner is the owner at the laptop's browser.

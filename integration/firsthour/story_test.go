@@ -1,10 +1,15 @@
 package firsthour_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/cookiejar"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,6 +19,7 @@ import (
 	"github.com/redoubt/redoubt/lab"
 	"github.com/redoubt/redoubt/lab/browser"
 	"github.com/redoubt/redoubt/lab/labtest"
+	"github.com/redoubt/redoubt/ui/localapi"
 	"github.com/redoubt/redoubt/ui/selftest"
 )
 
@@ -24,8 +30,7 @@ import (
 // safe and updates by itself, plain words, pages that fit a phone, a leak
 // self-test that shows every way out stopped.
 func TestFirstHour(t *testing.T) {
-	e := env(t)
-	e.RestartBox(t, boxConfig(e.Lab))
+	e := browserEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -181,7 +186,10 @@ func TestFirstHour(t *testing.T) {
 	o.must(o.b.Fill("#f-login_server", m.URL))
 	o.must(o.b.Fill("#f-api_key", "hskey-api-wrongwrongwrong"))
 	o.click(`#team button[value="save"]`)
-	o.must(o.b.WaitTextIn("#team .field-error", "API key"))
+	o.must(o.b.WaitTextIn("#team .field-error", "API key is wrong"))
+	if n := o.number(`document.querySelectorAll("#f-api_key ~ .field-error").length`); n != 1 {
+		t.Errorf("the wrong key's error is not next to the key's field")
+	}
 	if v, _ := o.b.Value("#f-login_server"); v != m.URL {
 		t.Errorf("the refused form lost the server's address: %q", v)
 	}
@@ -390,6 +398,178 @@ func hasLeak(entries any, want string) bool {
 			continue
 		}
 		if e.Proto+" "+netip.AddrPortFrom(a, e.Port).String() == want {
+			return true
+		}
+	}
+	return false
+}
+
+// cli runs the redoubt command on the box's side, against the box's local API.
+func cli(t *testing.T, e *labtest.Env, stdin string, args ...string) (string, error) {
+	t.Helper()
+	bin, err := labtest.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append(args, "--socket", e.Lab.BoxSocket())...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	if err != nil {
+		return out.String() + errb.String(), err
+	}
+	return out.String(), nil
+}
+
+func cliOK(t *testing.T, e *labtest.Env, stdin string, args ...string) string {
+	t.Helper()
+	out, err := cli(t, e, stdin, args...)
+	if err != nil {
+		t.Fatalf("redoubt %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func cliJSON(t *testing.T, e *labtest.Env, v any, args ...string) {
+	t.Helper()
+	out := cliOK(t, e, "", append(args, "--json")...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("redoubt %s --json: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// cliFails runs a command that must fail, saying want.
+func cliFails(t *testing.T, e *labtest.Env, want string, args ...string) {
+	t.Helper()
+	out, err := cli(t, e, "", args...)
+	if err == nil || !strings.Contains(out, want) {
+		t.Errorf("redoubt %s: want a failure saying %q, got %v:\n%s", strings.Join(args, " "), want, err, out)
+	}
+}
+
+// TestOwnerCommands runs the box from its console, as an owner over SSH would:
+// `redoubt settings` and `redoubt team`, over the local API, with the same rules
+// and words as the pages. It runs after TestFirstHour (which needs the box new)
+// and sets the box up itself when run alone.
+func TestOwnerCommands(t *testing.T) {
+	e := env(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if st, err := e.Box.API.Status(ctx); err != nil {
+		t.Fatal(err)
+	} else if !st.Owner.SetupDone {
+		if err := e.Lab.LaptopStatic(ctx); err != nil {
+			t.Fatal(err)
+		}
+		code, err := e.Box.API.SetupCode(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jar, _ := cookiejar.New(nil)
+		c := e.Lab.HTTPClient(lab.Laptop, nil)
+		c.Jar = jar
+		if err := lab.SetUpBox(ctx, c, plainIP, code, ownerPass, boxName); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Settings: shown, refused in words, changed.
+	var s localapi.Settings
+	cliJSON(t, e, &s, "settings")
+	if s.BoxName != boxName || s.LANAddress != "10.201.86.1/24" {
+		t.Fatalf("settings: %+v", s)
+	}
+	cliFails(t, e, "name: Use lower-case letters", "settings", "set", "name=Bad_Name")
+	cliFails(t, e, "lease_time", "settings", "set", "lease_time=forever")
+	cliFails(t, e, `unknown setting "colour"`, "settings", "set", "colour=blue")
+	cliOK(t, e, "", "settings", "set", "lease_time=6h", "reservations=02:52:44:00:00:99=10.201.86.99")
+	cliJSON(t, e, &s, "settings", "show")
+	if s.LeaseTime != "6h" || len(s.Reservations) != 1 || s.Reservations[0].IP != "10.201.86.99" {
+		t.Errorf("settings after set: %+v", s)
+	}
+	if out := cliOK(t, e, "", "settings"); !strings.Contains(out, "lease_time") || !strings.Contains(out, "02:52:44:00:00:99=10.201.86.99") {
+		t.Errorf("redoubt settings:\n%s", out)
+	}
+	cliOK(t, e, "", "settings", "set", "lease_time=12h", "reservations=")
+
+	// The VPN from a file, tested; the team's Headscale with the key from
+	// standard input, tested.
+	cliOK(t, e, "", "settings", "set", "vpn.config="+e.Lab.VPN.ClientConfig)
+	if !waitFor(15*time.Second, func() bool {
+		st, err := e.Box.API.VPNStatus(ctx)
+		return err == nil && st.State == "up"
+	}) {
+		t.Fatal("the VPN set with redoubt settings did not come up")
+	}
+	if out := cliOK(t, e, "", "vpn", "test"); !strings.Contains(out, "ok    handshake") {
+		t.Errorf("redoubt vpn test:\n%s", out)
+	}
+	cliFails(t, e, "team.api_key", "settings", "set", "team.server="+e.Lab.Mesh.URL, "team.api_key=hskey-api-wrongwrongwrong")
+	cliOK(t, e, e.Lab.Mesh.APIKey+"\n", "settings", "set", "team.server="+e.Lab.Mesh.URL, "team.api_key=-")
+	if out := cliOK(t, e, "", "team", "test"); !strings.Contains(out, "accepted the API key") {
+		t.Errorf("redoubt team test: %s", out)
+	}
+
+	// The team: add (the invitation's files, for the owner alone), list,
+	// rename, reissue, pending, approve, remove.
+	dir := t.TempDir()
+	cliFails(t, e, "name: Use 1 to 32 lower-case letters", "team", "add", "Bob Smith")
+	out := cliOK(t, e, "", "team", "add", "bob", "--note", "field desk", "--out", dir)
+	for _, f := range []string{"join-bob.sh", "join-bob.ps1", "bob-qr.png"} {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() == 0 {
+			t.Errorf("the invitation's %s: %v %v", f, fi, err)
+		}
+	}
+	if !strings.Contains(out, "works once") || !strings.HasPrefix(readFile(t, filepath.Join(dir, "join-bob.sh")), "#!") {
+		t.Errorf("redoubt team add:\n%s", out)
+	}
+	cliFails(t, e, "already a member called", "team", "add", "bob")
+	var team localapi.Team
+	cliJSON(t, e, &team, "team", "list")
+	if !team.Status.Configured || !hasMember(team, "bob") {
+		t.Fatalf("redoubt team list: %+v", team)
+	}
+	if out := cliOK(t, e, "", "team", "list"); !strings.Contains(out, "bob (field desk)") {
+		t.Errorf("redoubt team list:\n%s", out)
+	}
+	cliOK(t, e, "", "team", "rename", "bob", "robert")
+	cliJSON(t, e, &team, "team", "list")
+	if hasMember(team, "bob") || !hasMember(team, "robert") {
+		t.Errorf("after the rename: %+v", team.Members)
+	}
+	var inv localapi.Invitation
+	cliJSON(t, e, &inv, "team", "reissue", "robert")
+	if inv.Member != "robert" || !strings.Contains(inv.Shell, "robert") || len(inv.QR) == 0 || inv.CAFingerprint == "" {
+		t.Errorf("redoubt team reissue --json: %+v", inv.Member)
+	}
+	var pending []localapi.PendingDevice
+	cliJSON(t, e, &pending, "team", "pending")
+	if len(pending) != 0 {
+		t.Errorf("pending: %+v", pending)
+	}
+	cliFails(t, e, "not a device's registration link", "team", "pending", "https://example.org/register/nothing")
+	cliFails(t, e, "", "team", "approve", "hskey-authreq-nothing", "robert")
+	cliFails(t, e, "--yes", "team", "remove", "robert")
+	cliOK(t, e, "", "team", "remove", "robert", "--yes")
+	cliJSON(t, e, &team, "team", "list")
+	if hasMember(team, "robert") {
+		t.Errorf("robert is still listed: %+v", team.Members)
+	}
+
+	// A locked box says so, and the console unlocks it.
+	cliOK(t, e, "", "lock")
+	cliFails(t, e, "the box is locked", "team", "list")
+	cliOK(t, e, ownerPass+"\n", "unlock")
+	cliJSON(t, e, &team, "team", "list")
+}
+
+func hasMember(t localapi.Team, name string) bool {
+	for _, m := range t.Members {
+		if m.Name == name {
 			return true
 		}
 	}
