@@ -71,7 +71,9 @@ func dialed(err error) Outcome {
 	case errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.EADDRNOTAVAIL):
 		return Outcome{Sent: false, Detail: "no route to the address: nothing was sent"}
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return Outcome{Sent: true, Detail: "the connection was refused"}
+		// The box never refuses a connection to another address (it takes
+		// it, to read what it reveals): the far side answered.
+		return Outcome{Sent: true, Answered: true, Detail: "the other side refused the connection: the attempt reached it"}
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		return Outcome{Sent: true, Detail: fmt.Sprintf("no answer in %s", probeTimeout)}
 	}
@@ -353,7 +355,12 @@ func DefaultGateway() (netip.Addr, error) {
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("finding the default gateway: %w", err)
 	}
-	for _, line := range strings.Split(string(b), "\n")[1:] {
+	return gatewayIn(string(b))
+}
+
+// gatewayIn finds the default route's gateway in /proc/net/route's text.
+func gatewayIn(table string) (netip.Addr, error) {
+	for _, line := range strings.Split(table, "\n")[1:] {
 		f := strings.Fields(line)
 		if len(f) < 3 || f[1] != "00000000" {
 			continue
