@@ -1,14 +1,54 @@
 // Package ui serves the owner's web pages on the box's LAN address: the first-boot
-// setup wizard, the unlock page of a locked box, and the dashboard and settings of a
-// running one. Pages are rendered on the box from Go templates with every asset
-// embedded; the small scripts only keep the dashboard live and the passphrase meter
-// honest. Nothing is loaded from anywhere but the box.
+// setup wizard, the unlock page of a locked box, and the dashboard, the Stopped,
+// Devices and Team pages, the settings, the certificate page and the leak
+// self-test of a running one. Pages are rendered on the box from Go templates with
+// every asset embedded; the small script keeps the pages live and runs the
+// self-test's probes. Nothing is loaded from anywhere but the box.
 //
 // The admin side answers only on the LAN port (the daemon mounts it there and
 // nowhere else), only to the box's own names and address (a DNS-rebinding
 // defence), only over HTTPS once setup is done, and only to a signed-in browser:
 // SameSite=Strict, HttpOnly, Secure cookies, a CSRF token on every change, an idle
-// timeout. The daemon builds a UI from Deps and serves Handler on ports 80 and 443.
+// timeout. After setup a plain-HTTP visit finds the certificate page (what the
+// box's certificate is, per-system steps, its fingerprint), which goes on to
+// HTTPS by itself once the browser trusts the box. The daemon builds a UI from
+// Deps and serves Handler on ports 80 and 443.
+//
+// # Words
+//
+// What the box stopped is said in plain words (words.go): each kind of the leak
+// log and "dns" for refused names has a label, an explanation and a help entry
+// (/help#<kind>); every time is written one way, with the zone; counts come from
+// the Box's Tally, so every page shows the same numbers. The live feed sends rows
+// the server rendered with the pages' own template.
+//
+// # Adding a setup step or a settings section
+//
+// Another room (the VPN, the team mesh, apps) adds to the wizard and the
+// settings page without either changing:
+//
+//   - a Step (ID, Title, Intro, Fields, Submit, Optional) in Deps.Steps becomes a
+//     wizard step after the box's name, posted to /setup/step/<ID>;
+//   - a Section (ID, Title, Intro, State, Fields, Actions, Submit) in
+//     Deps.Sections becomes a part of the settings page at /settings#<ID>,
+//     posted to /settings/<ID>, with its state (and what to do when it is not
+//     well) at the top, its fields (a textarea may take an uploaded file:
+//     Field.Upload), its buttons (an Action with Confirm sits apart and needs a
+//     tick), its notice or error shown in place, and the owner's answers kept
+//     (never a password's) when it refuses them.
+//
+// Whatever a Step asks must be reachable later in a Section: the daemon gives
+// both for the VPN and the team mesh (daemon/sections.go). Section IDs must not
+// be "passphrase" or "strength" (the settings page's own forms).
+//
+// # The leak self-test
+//
+// /selftest runs from the laptop's browser over plain HTTP (a secure page may
+// not make plain-HTTP requests), open to any device on the LAN port for its own
+// traffic: the page asks for a run (ui/selftest makes the plan), sends each
+// probe, reports what it saw, and shows the box's verdicts with the leak log's
+// and query log's entries for that device since the run began. `redoubt
+// selftest` runs the same from the laptop's own sockets.
 package ui
 
 import (
