@@ -246,8 +246,6 @@ type view struct {
 	Error    string
 	Notice   string
 	Fields   map[string]string // per-field errors
-	Addr     string            // the box's LAN address
-	Secure   bool              // the page came over HTTPS
 }
 
 func (u *UI) render(w http.ResponseWriter, r *http.Request, status int, page string, v view) {
@@ -261,8 +259,6 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, status int, page str
 		v.Box = u.d.Setup.BoxName()
 	}
 	v.Host = u.canonicalHost()
-	v.Addr = u.d.Addr().String()
-	v.Secure = r.TLS != nil
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, v); err != nil {
 		u.d.Logger.Error("rendering page", "page", page, "err", err)

@@ -401,14 +401,15 @@ func (u *UI) parsePages() (map[string]*template.Template, error) {
 // templates are the pages' templates: parsed once, or on every use while the
 // assets come from disk.
 func (u *UI) templates() map[string]*template.Template {
-	if u.dev {
-		if pages, err := u.parsePages(); err == nil {
-			return pages
-		} else {
-			u.d.Logger.Error("parsing the pages", "err", err)
-		}
+	if !u.dev {
+		return u.pages
 	}
-	return u.pages
+	pages, err := u.parsePages()
+	if err != nil {
+		u.d.Logger.Error("parsing the pages", "err", err)
+		return u.pages
+	}
+	return pages
 }
 
 func filepathBase(p string) string {
