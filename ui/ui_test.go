@@ -152,7 +152,7 @@ type tlsServer struct {
 // rig is a UI over a real vault and setup state in a temporary directory,
 // served on plain HTTP and HTTPS like on the box.
 type rig struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	u        *UI
 	box      *fakeBox
@@ -167,7 +167,7 @@ type rig struct {
 	codeFile string
 }
 
-func newRig(t *testing.T, dir string) *rig {
+func newRig(t testing.TB, dir string) *rig {
 	t.Helper()
 	r := &rig{t: t, dir: dir, box: &fakeBox{events: make(chan Stopped, 4), settings: Settings{BoxName: "kestrel", LANAddress: "10.201.86.1/24", LeaseTime: "12h0m0s"}},
 		step: &extStep{}, now: time.Now(), codeFile: filepath.Join(dir, "boot", "code.txt")}
@@ -266,7 +266,7 @@ func (r *rig) do(method, base, path string, form url.Values, hdr map[string]stri
 
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
-func csrfIn(t *testing.T, body string) string {
+func csrfIn(t testing.TB, body string) string {
 	t.Helper()
 	m := csrfRE.FindStringSubmatch(body)
 	if m == nil {
