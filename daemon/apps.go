@@ -133,8 +133,11 @@ func (s appsStep) Fields() []ui.Field {
 			continue
 		}
 		def, _ := info.Manifest.Option(apps.OptAutostart)
-		out = append(out, ui.Field{Name: "start-" + st.ID, Type: "checkbox", Label: "Start " + st.Name,
-			Help: st.Description, Checked: def.Default == "true", Optional: true})
+		f := ui.Field{Name: "start-" + st.ID, Type: "checkbox", Label: "Start " + st.Name, Help: st.Description, Optional: true}
+		if def.Default == "true" {
+			f.Value = "on"
+		}
+		out = append(out, f)
 	}
 	return out
 }

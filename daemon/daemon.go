@@ -209,7 +209,8 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 	}
 	apiLog := log.With("room", "api")
 	b.api = &http.Server{
-		Handler:           localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Queries: b.queries, Devices: b.devices, Owner: (*consoleOwner)(b), VPN: b.vpnAPI(), Apps: b.apps, Logger: apiLog}),
+		Handler: localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Queries: b.queries, Devices: b.devices, Owner: (*consoleOwner)(b), VPN: b.vpnAPI(),
+			Team: (*consoleTeam)(b), Settings: (*consoleSettings)(b), Apps: b.apps, Logger: apiLog}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	b.serve("api", b.api, apiLn)

@@ -43,11 +43,6 @@ type AppPassword struct {
 	Password string `json:"password"`
 }
 
-// Error is the body of a refused request to the apps' routes.
-type Error struct {
-	Error string `json:"error"`
-}
-
 // appsRoutes serves the apps:
 //
 //	GET    /v1/apps                        every app's status

@@ -119,6 +119,10 @@ type Deps struct {
 	Owner Owner
 	// VPN reports on and configures the external VPN (GET/PUT/DELETE /v1/vpn).
 	VPN VPN
+	// Team manages the team's members and mesh (/v1/team…); Settings, the
+	// owner's settings (/v1/settings). Nil: not served.
+	Team     TeamAPI
+	Settings SettingsAPI
 	// Apps lists, starts, stops and configures the apps (/v1/apps).
 	Apps   Apps
 	Logger *slog.Logger
@@ -160,6 +164,8 @@ func Handler(d Deps) http.Handler {
 		ownerRoutes(mux, d.Owner)
 	}
 	vpnRoutes(mux, d.VPN)
+	teamRoutes(mux, d.Team)
+	settingsRoutes(mux, d.Settings)
 	appsRoutes(mux, d.Apps)
 	mux.HandleFunc("GET /v1/leaks.pcap", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")

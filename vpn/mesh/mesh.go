@@ -270,18 +270,8 @@ func (m *Mesh) Settings() (Settings, bool, error) {
 // address and API key are tried before they are kept, and the node restarts
 // with them.
 func (m *Mesh) Configure(ctx context.Context, s Settings) error {
-	if err := s.Validate(); err != nil {
+	if err := m.Check(ctx, s); err != nil {
 		return err
-	}
-	hs, err := headscale.New(s.LoginServer, s.APIKey, egress.HTTPClient(m.d.Egress, 20*time.Second))
-	if err != nil {
-		return err
-	}
-	if err := hs.Health(ctx); err != nil {
-		return fmt.Errorf("the box cannot use this Headscale: %w", err)
-	}
-	if _, err := hs.ListUsers(ctx); err != nil {
-		return fmt.Errorf("Headscale refused the API key: %w", err)
 	}
 	raw, _ := json.Marshal(s)
 	if err := m.d.Vault.Put(settingsBucket, settingsKey, raw); err != nil {
@@ -295,6 +285,26 @@ func (m *Mesh) Configure(ctx context.Context, s Settings) error {
 		return nil
 	}
 	return m.up(uctx)
+}
+
+// Check tries the owner's Headscale address and API key through the box's
+// egress (the VPN), without keeping them: Headscale must answer and accept the
+// key.
+func (m *Mesh) Check(ctx context.Context, s Settings) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	hs, err := headscale.New(s.LoginServer, s.APIKey, egress.HTTPClient(m.d.Egress, 20*time.Second))
+	if err != nil {
+		return err
+	}
+	if err := hs.Health(ctx); err != nil {
+		return fmt.Errorf("the box cannot use this Headscale: %w", err)
+	}
+	if _, err := hs.ListUsers(ctx); err != nil {
+		return fmt.Errorf("Headscale refused the API key: %w", err)
+	}
+	return nil
 }
 
 // up applies the settings in the vault: the members' manager gets its
