@@ -80,7 +80,7 @@ type optionView struct {
 func (u *UI) renderApp(w http.ResponseWriter, r *http.Request, s *session, status int, fields map[string]string, msg string, extra func(*appView)) {
 	info, err := u.d.Apps.Info(r.PathValue("id"))
 	if err != nil {
-		u.fail(w, r, http.StatusNotFound, err.Error())
+		u.notFound(w, r) // Info fails only for an unknown app
 		return
 	}
 	v := appView{Info: info, LAN: info.Manifest.Exposed(apps.LAN)}
@@ -160,7 +160,7 @@ func (u *UI) appOptions(w http.ResponseWriter, r *http.Request, s *session) {
 	id := r.PathValue("id")
 	info, err := u.d.Apps.Info(id)
 	if err != nil {
-		u.fail(w, r, http.StatusNotFound, err.Error())
+		u.notFound(w, r) // Info fails only for an unknown app
 		return
 	}
 	fields := map[string]string{}

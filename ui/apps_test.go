@@ -179,7 +179,7 @@ func TestAppsPages(t *testing.T) {
 	if res := r.do("POST", r.secure.URL, "/apps/notes/passwords", url.Values{"csrf": {csrf}, "label": {"a/b"}}, nil); res.status != http.StatusUnprocessableEntity || !strings.Contains(res.body, "letters, digits") {
 		t.Errorf("a bad label: %d", res.status)
 	}
-	if res := r.do("GET", r.secure.URL, "/apps/nope", nil, nil); res.status != 404 {
-		t.Errorf("an unknown app: %d", res.status)
+	if res := r.do("GET", r.secure.URL, "/apps/nope", nil, nil); res.status != 404 || !strings.Contains(res.body, "Nothing here") {
+		t.Errorf("an unknown app: %d %s", res.status, res.body)
 	}
 }
