@@ -1,6 +1,6 @@
 // Package ui serves the owner's web pages on the box's LAN address: the first-boot
 // setup wizard, the unlock page of a locked box, and the dashboard, the Stopped,
-// Devices and Team pages, the settings, the certificate page and the leak
+// Devices, Team and Apps pages, the settings, the certificate page and the leak
 // self-test of a running one. Pages are rendered on the box from Go templates with
 // every asset embedded; the small script keeps the pages live and runs the
 // self-test's probes. Nothing is loaded from anywhere but the box.
@@ -38,7 +38,10 @@
 //     (never a password's) when it refuses them.
 //
 // Whatever a Step asks must be reachable later in a Section: the daemon gives
-// both for the VPN and the team mesh (daemon/sections.go). Section IDs must not
+// both for the VPN and the team mesh (daemon/sections.go). The apps' step
+// (daemon/apps.go; a checkbox is ticked when its Value is "on") is the
+// exception: the Apps page, which has its own entry in the menu, changes the
+// same choices. Section IDs must not
 // be "passphrase" or "strength" (the settings page's own forms).
 //
 // # The leak self-test
