@@ -52,6 +52,7 @@ func (b *Box) startClockAndAudit(cfg Config) error {
 		return err
 	}
 	b.audit = l
+	b.life.Register("audit", sealedAudit{b})
 	info := version.Get()
 	hash, err := version.BinaryHash()
 	if err != nil {
@@ -207,3 +208,14 @@ func (b *Box) auditStatus() *auditlog.Status {
 	st := b.audit.Status()
 	return &st
 }
+
+// sealedAudit is the audit log as a sealed room: its keys are in the vault.
+type sealedAudit struct{ b *Box }
+
+func (s sealedAudit) Unlocked() {
+	if err := s.b.audit.Unlocked(); err != nil {
+		s.b.log.Error("the audit log cannot sign", "err", err)
+	}
+}
+
+func (s sealedAudit) Locked() { s.b.audit.Locked() }

@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/redoubt/redoubt/apps/home"
 	"github.com/redoubt/redoubt/audit"
 	"github.com/redoubt/redoubt/backup"
 	"github.com/redoubt/redoubt/backup/peerstore"
@@ -21,6 +23,7 @@ import (
 	"github.com/redoubt/redoubt/backup/target/s3"
 	"github.com/redoubt/redoubt/ui"
 	"github.com/redoubt/redoubt/vault"
+	"github.com/redoubt/redoubt/vpn/tailnet"
 )
 
 // startBackup builds the backup engine and the store this box keeps for
@@ -54,6 +57,7 @@ func (b *Box) startBackup(cfg Config) error {
 		},
 	})
 	b.bg.Go(b.backup.Run)
+	b.life.Register("backup", sealedBackup{b})
 	// Restored from a backup before this start: say so in the (restored) log.
 	marker := filepath.Join(cfg.State.Dir, backup.StatusDir, restoredMarker)
 	if raw, err := os.ReadFile(marker); err == nil {
@@ -90,6 +94,12 @@ func (p vaultPeers) Save(peers []peerstore.Peer) error {
 	raw, _ := json.Marshal(peers)
 	return p.v.Put(peersBucket, peersKey, raw)
 }
+
+// sealedBackup is the backups as a sealed room: their keys are in the vault.
+type sealedBackup struct{ b *Box }
+
+func (s sealedBackup) Unlocked() { s.b.backupUnlocked() }
+func (s sealedBackup) Locked()   {}
 
 // backupUnlocked: the keys are readable again.
 func (b *Box) backupUnlocked() {
@@ -260,7 +270,7 @@ func (o ownerBackups) Members() []string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ms, err := o.b.mesh.members.Members(ctx)
+	ms, err := o.b.mesh.Members().Members(ctx)
 	if err != nil {
 		return nil
 	}
@@ -282,4 +292,54 @@ func (b *Box) uiBackups() ui.Backups {
 		return nil
 	}
 	return ownerBackups{b.backup, b}
+}
+
+// homeInfo is the members' page's: the log, and members' shares.
+func (b *Box) homeInfo() home.Info {
+	info := home.Info{BoxName: b.teamBoxName, Apps: b.membersApps}
+	if b.audit != nil {
+		info.Audit = b.audit.Handler(home.Member)
+	}
+	if b.backup != nil {
+		info.Share = func(m string) (home.Share, bool) {
+			sh, ok, err := b.backup.ShareFor(m)
+			if err != nil || !ok {
+				return home.Share{}, false
+			}
+			return home.Share{Share: sh.Share, Number: sh.Number, K: sh.K, N: sh.N, Set: sh.Set, Saved: sh.Saved}, true
+		}
+		info.ShareSaved = b.backup.ShareSaved
+	}
+	return info
+}
+
+// peersServer serves the stores kept for teammates' backups on the box's
+// tailnet node.
+type peersServer struct {
+	mu  sync.Mutex
+	srv *http.Server
+}
+
+// servePeers serves the teammates' stores on the node's tcp/8443, or stops
+// (nil: the node stopped).
+func (b *Box) servePeers(n *tailnet.Node) {
+	ps := &b.peersSrv
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.srv != nil {
+		ps.srv.Close()
+		ps.srv = nil
+	}
+	if n == nil || b.peers == nil {
+		return
+	}
+	ln, err := n.Listen("tcp", fmt.Sprintf(":%d", peer.Port))
+	if err != nil {
+		b.log.Warn("the teammates' backup stores are not served", "err", err)
+		return
+	}
+	srv := ui.Server(b.peers.Handler(), b.log.With("room", "backup"))
+	srv.WriteTimeout, srv.ReadTimeout = 10*time.Minute, 10*time.Minute
+	ps.srv = srv
+	go srv.Serve(ln)
 }

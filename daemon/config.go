@@ -15,12 +15,14 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/redoubt/redoubt/apps/host"
 	"github.com/redoubt/redoubt/clock"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/dhcp"
 	"github.com/redoubt/redoubt/dns"
 	"github.com/redoubt/redoubt/ui/setup"
 	"github.com/redoubt/redoubt/vpn/external"
+	"github.com/redoubt/redoubt/vpn/mesh"
 	"github.com/redoubt/redoubt/vpn/wan"
 )
 
@@ -43,7 +45,9 @@ type Config struct {
 	WAN wan.Config      `toml:"wan"`
 	VPN external.Config `toml:"vpn"`
 	// Mesh is how the box's node in the team's tailnet runs.
-	Mesh MeshConfig `toml:"mesh"`
+	Mesh mesh.Config `toml:"mesh"`
+	// Apps are the apps the box hosts.
+	Apps host.Config `toml:"apps"`
 	// Clock is where the box gets its time (NTP through the VPN).
 	Clock clock.Config `toml:"clock"`
 
@@ -140,6 +144,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("wan.interface %q is also lan.interface: the WAN and LAN ports must be two interfaces", c.WAN.Interface)
 	}
 	if err := c.VPN.Validate(); err != nil {
+		return err
+	}
+	if err := c.Apps.Validate(); err != nil {
 		return err
 	}
 	if err := c.Clock.Validate(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redoubt/redoubt/apps/host"
 	"github.com/redoubt/redoubt/audit/auditlog"
 	"github.com/redoubt/redoubt/backup"
 	"github.com/redoubt/redoubt/backup/peerstore"
@@ -31,6 +32,7 @@ import (
 	"github.com/redoubt/redoubt/ui/setup"
 	"github.com/redoubt/redoubt/vault"
 	"github.com/redoubt/redoubt/vpn/external"
+	"github.com/redoubt/redoubt/vpn/mesh"
 )
 
 // NewLogger returns the daemon's logger, writing to w as the config says.
@@ -142,21 +144,27 @@ type Box struct {
 	vault  *vault.Vault
 	ui     *ui.UI
 	vpn    *external.VPN
-	mesh   *mesh
+	mesh   *mesh.Mesh
+	apps   *host.Host
 	clock  *clock.Clock
 	audit  *auditlog.Log
 	backup *backup.Engine
 	peers  *peerstore.Server // the space kept for teammates' backups
-	// memberAddrs tells members' devices apart on the members' page.
-	memberAddrs memberAddrs
-	bg          background // the daemon's own loops
-	errc        chan error
-	restart     chan struct{}
+	// peersSrv serves them on the box's tailnet node.
+	peersSrv peersServer
+	// life tells the rooms that run on the vault's keys (the VPN, the team
+	// mesh, the apps, the audit log, the backups) when the box is unlocked
+	// and locked.
+	life    *vault.Lifecycle
+	bg      background // the daemon's own loops
+	errc    chan error
+	restart chan struct{}
 }
 
 // Start builds and starts every room.
 func Start(cfg Config, log *slog.Logger) (*Box, error) {
-	b := &Box{cfg: cfg, log: log, started: time.Now(), errc: make(chan error, 4), restart: make(chan struct{}, 1)}
+	b := &Box{cfg: cfg, log: log, started: time.Now(), errc: make(chan error, 4), restart: make(chan struct{}, 1),
+		life: vault.NewLifecycle(log.With("room", "lifecycle"))}
 	b.bg.ctx, b.bg.cancel = context.WithCancel(context.Background())
 	if err := os.MkdirAll(cfg.State.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state.dir %s: %w", cfg.State.Dir, err)
@@ -202,6 +210,10 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 		b.Close()
 		return nil, err
 	}
+	if err := b.startApps(cfg); err != nil {
+		b.Close()
+		return nil, err
+	}
 	if err := b.startUI(cfg); err != nil {
 		b.Close()
 		return nil, err
@@ -218,7 +230,8 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 	}
 	apiLog := log.With("room", "api")
 	b.api = &http.Server{
-		Handler: localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Queries: b.queries, Devices: b.devices, Owner: (*consoleOwner)(b), VPN: b.vpnAPI(), Audit: b.audit.Handler(nil),
+		Handler: localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Queries: b.queries, Devices: b.devices, Owner: (*consoleOwner)(b), VPN: b.vpnAPI(),
+			Team: (*consoleTeam)(b), Settings: (*consoleSettings)(b), Apps: b.apps, Audit: b.audit.Handler(nil),
 			Backup: b.backup.Handler(b.peers), Restore: b.restoreAPI(), Logger: apiLog}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -401,6 +414,7 @@ func (b *Box) status() localapi.Status {
 		DHCP:   b.dhcpStats(),
 		VPN:    b.vpnStatus(),
 		Mesh:   b.meshStatus(),
+		Apps:   b.apps.List(),
 		Clock:  b.clockStatus(),
 		Audit:  b.auditStatus(),
 		Backup: b.backupStatus(),
@@ -435,7 +449,14 @@ func (b *Box) Close() error {
 			}
 		}
 	}
-	b.closeMesh()
+	b.life.Locked()
+	if b.apps != nil {
+		b.apps.Close()
+	}
+	if b.mesh != nil {
+		b.mesh.Close()
+	}
+	b.servePeers(nil)
 	b.bg.stop()
 	if b.audit != nil {
 		b.audit.Close()

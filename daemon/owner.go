@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -76,7 +75,9 @@ func (b *Box) startUI(cfg Config) error {
 		Addr:     func() netip.Addr { return b.lan.Load().Addr() },
 		Names:    b.uiNames,
 		Steps:    b.uiSteps(),
+		Sections: b.uiSections(),
 		Team:     (*ownerTeam)(b),
+		Apps:     b.apps,
 		Backups:  b.uiBackups(),
 	})
 	if err != nil {
@@ -98,10 +99,12 @@ func (b *Box) serveUI(l *lan.LAN) error {
 		return err
 	}
 	uiLog := b.log.With("room", "ui")
-	b.web = ui.Server(b.ui.Handler(), uiLog)
+	// The apps' names on the LAN share ports 80 and 443 with the owner's
+	// pages: the apps' host splits them off by name.
+	b.web = ui.Server(b.apps.PlainHTTP(b.ui.Handler()), uiLog)
 	b.webTLS = ui.Server(b.ui.Handler(), uiLog)
 	b.serve("web", b.web, httpLn)
-	b.serve("web-tls", b.webTLS, tls.NewListener(httpsLn, b.ui.TLSConfig()))
+	b.serve("web-tls", b.webTLS, tls.NewListener(b.apps.MountLAN(l, httpsLn), b.ui.TLSConfig()))
 	return nil
 }
 
@@ -164,32 +167,20 @@ func (b *Box) deviceNames() (byMAC, byIP map[string]string) {
 
 func (o *ownerBox) Devices() []ui.Device {
 	b := o.box()
-	stopped := map[string]uint64{}
-	for _, d := range b.leaks.Counters().Devices {
-		stopped[d.MAC] = d.Total
-	}
 	var out []ui.Device
 	for _, l := range b.dhcpLeases() {
 		if l.State == "declined" {
 			continue
 		}
 		out = append(out, ui.Device{Name: l.Hostname, MAC: l.MAC, IP: l.Address.String(), Vendor: l.VendorClass,
-			FirstSeen: l.FirstSeen, Expires: l.Expiry, Stopped: stopped[l.MAC], Owner: l.Owner})
+			FirstSeen: l.FirstSeen, Expires: l.Expiry, Owner: l.Owner})
 	}
 	slices.SortFunc(out, func(a, c ui.Device) int { return cmp.Compare(c.Expires.Unix(), a.Expires.Unix()) })
 	return out
 }
 
-// stoppedLeak turns a leak log entry into the UI's row.
+// stoppedLeak turns a leak log entry into the UI's.
 func stoppedLeak(e leaklog.Entry, byMAC map[string]string) ui.Stopped {
-	what := e.Proto
-	if e.App != "" {
-		what += "/" + e.App
-	}
-	dst := e.Dst
-	if e.DstPort != 0 && dst != "" {
-		dst = net.JoinHostPort(e.Dst, fmt.Sprint(e.DstPort))
-	}
 	dev := byMAC[e.MAC]
 	if dev == "" {
 		dev = e.MAC
@@ -197,11 +188,16 @@ func stoppedLeak(e leaklog.Entry, byMAC map[string]string) ui.Stopped {
 			dev = e.Src
 		}
 	}
-	return ui.Stopped{Source: "connection", Category: e.Kind, Device: dev, What: what, Destination: dst, Name: e.Name,
-		Count: e.Count, First: e.First, Last: e.Last}
+	s := ui.Stopped{Source: "connection", Category: e.Kind, Device: dev, MAC: e.MAC, IP: e.Src, Proto: e.Proto, App: e.App,
+		Dst: e.Dst, Port: e.DstPort, Name: e.Name, Count: e.Count, First: e.First, Last: e.Last}
+	if e.Name != "" {
+		c, who := querylog.Explain(querylog.Normalize(e.Name))
+		s.Class, s.Who = c.String(), who
+	}
+	return s
 }
 
-// stoppedQuery turns a query log entry into the UI's row; only names the box
+// stoppedQuery turns a query log entry into the UI's; only names the box
 // refused to resolve count as stopped.
 func stoppedQuery(e querylog.Entry, byIP map[string]string) (ui.Stopped, bool) {
 	if e.Answer != querylog.Stopped.String() {
@@ -211,8 +207,9 @@ func stoppedQuery(e querylog.Entry, byIP map[string]string) (ui.Stopped, bool) {
 	if dev == "" {
 		dev = e.Client
 	}
-	return ui.Stopped{Source: "dns", Category: "dns " + e.Class, Device: dev, What: "dns " + strings.Join(e.Types, " "),
-		Name: e.Name, Count: e.Count, First: e.First, Last: e.Last}, true
+	_, who := querylog.Explain(e.Name)
+	return ui.Stopped{Source: "dns", Category: "dns", Class: e.Class, Who: who, Device: dev, MAC: e.MAC, IP: e.Client,
+		Types: e.Types, Name: e.Name, Count: e.Count, First: e.First, Last: e.Last}, true
 }
 
 func (o *ownerBox) Stopped() []ui.Stopped {
@@ -231,6 +228,64 @@ func (o *ownerBox) Stopped() []ui.Stopped {
 	}
 	slices.SortFunc(out, func(a, c ui.Stopped) int { return c.Last.Compare(a.Last) })
 	return out
+}
+
+// Tally counts what was stopped since the box started, from the logs' counters
+// (which, unlike their entries, lose nothing): the leak log's kinds, and the
+// names the resolver refused as "dns", per device by hardware address.
+func (o *ownerBox) Tally() ui.Tally {
+	b := o.box()
+	lc := b.leaks.Counters()
+	t := ui.Tally{Since: b.started, ByKind: map[string]uint64{}, Evicted: lc.Evicted}
+	for k, n := range lc.ByKind {
+		t.ByKind[k] += n
+	}
+	devices := map[string]*ui.DeviceTally{}
+	device := func(mac, ip string) *ui.DeviceTally {
+		k := strings.ToLower(mac)
+		if k == "" {
+			k = ip
+		}
+		d := devices[k]
+		if d == nil {
+			d = &ui.DeviceTally{MAC: strings.ToLower(mac), IP: ip, ByKind: map[string]uint64{}}
+			devices[k] = d
+		}
+		if d.IP == "" {
+			d.IP = ip
+		}
+		return d
+	}
+	for _, dc := range lc.Devices {
+		d := device(dc.MAC, dc.IP)
+		for k, n := range dc.ByKind {
+			d.ByKind[k] += n
+		}
+	}
+	if b.queries != nil {
+		qc := b.queries.Counters()
+		t.Evicted += qc.Evicted
+		macOf := map[string]string{}
+		for _, l := range b.dhcpLeases() {
+			macOf[l.Address.String()] = l.MAC
+		}
+		for _, dc := range qc.Devices {
+			if dc.Stopped == 0 {
+				continue
+			}
+			t.ByKind["dns"] += dc.Stopped
+			mac := dc.MAC
+			if mac == "" {
+				mac = macOf[dc.Client]
+			}
+			device(mac, dc.Client).ByKind["dns"] += dc.Stopped
+		}
+	}
+	for _, d := range devices {
+		t.Devices = append(t.Devices, *d)
+	}
+	slices.SortFunc(t.Devices, func(a, c ui.DeviceTally) int { return cmp.Compare(a.MAC+a.IP, c.MAC+c.IP) })
+	return t
 }
 
 // SubscribeStopped merges the leak log's and the query log's live feeds.
@@ -293,8 +348,7 @@ func (o *ownerBox) Chart(window, step time.Duration) timeseries.Snapshot {
 	b := o.box()
 	snap := b.leaks.Series(window, step)
 	if b.queries != nil {
-		q := b.queries.Series(window, step)
-		snap = mergeSnapshots(snap, q, "dns ")
+		snap = withNames(snap, b.queries.Series(window, step))
 	}
 	// "none" is never a drop.
 	if i := slices.Index(snap.Categories, "none"); i >= 0 {
@@ -306,17 +360,19 @@ func (o *ownerBox) Chart(window, step time.Duration) timeseries.Snapshot {
 	return snap
 }
 
-// mergeSnapshots appends b's categories (prefixed) to a's; both cover the same
-// buckets.
-func mergeSnapshots(a, b timeseries.Snapshot, prefix string) timeseries.Snapshot {
-	if len(a.Counts) != len(b.Counts) {
+// withNames adds the names the resolver refused (q, per class) to a as one
+// kind, "dns"; both cover the same buckets.
+func withNames(a, q timeseries.Snapshot) timeseries.Snapshot {
+	if len(a.Counts) != len(q.Counts) {
 		return a
 	}
-	for _, c := range b.Categories {
-		a.Categories = append(a.Categories, prefix+c)
-	}
+	a.Categories = append(a.Categories, "dns")
 	for i := range a.Counts {
-		a.Counts[i] = append(a.Counts[i], b.Counts[i]...)
+		var n uint64
+		for _, c := range q.Counts[i] {
+			n += c
+		}
+		a.Counts[i] = append(a.Counts[i], n)
 	}
 	return a
 }
@@ -475,46 +531,21 @@ func (o *ownerBox) FactoryReset() error {
 	return errors.Join(errs...)
 }
 
+// Unlocked: the rooms that run on keys kept in the vault start (the
+// lifecycle's rooms: the VPN, the team mesh, the apps).
 func (o *ownerBox) Unlocked() {
 	b := o.box()
 	b.log.Info("vault unlocked")
-	if b.audit != nil {
-		if err := b.audit.Unlocked(); err != nil {
-			b.log.Error("the audit log cannot sign", "err", err)
-		}
-	}
+	b.life.Unlocked() // the audit log among the sealed rooms: it can sign now
 	b.owner(audit.KindLock, "unlock", "", "")
-	b.backupUnlocked()
-	if b.vpn != nil {
-		b.vpn.Unlocked() // a VPN config kept in the vault can now be read
-	}
-	// The team mesh's node state is in the vault too; joining can take a
-	// while, and the owner's page should not wait for it.
-	go func() {
-		if err := b.meshUp(); err != nil {
-			b.log.Warn("the team mesh did not start", "err", err)
-		}
-	}()
 }
 
-// Locked: what runs on keys kept in the vault stops, as after a restart: the
-// team mesh's node and its use of Headscale's API key, and a VPN whose config
-// the owner set (one from the config file stays up).
+// Locked: what runs on keys kept in the vault stops, as after a restart.
 func (o *ownerBox) Locked() {
 	b := o.box()
 	b.log.Info("vault locked")
 	b.owner(audit.KindLock, "lock", "", "")
-	if b.audit != nil {
-		b.audit.Locked()
-	}
-	b.meshDown("the box is locked")
-	if b.mesh != nil {
-		// The API key came from the vault too: forget it until the unlock.
-		b.mesh.members.SetHeadscale(nil)
-	}
-	if b.vpn != nil {
-		b.vpn.Locked()
-	}
+	b.life.Locked()
 }
 
 func (o *ownerBox) SetupDone() {
@@ -527,12 +558,16 @@ func (o *ownerBox) SetupDone() {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if err := b.mesh.members.ApplyPolicy(ctx); err != nil {
+			if err := b.mesh.Members().ApplyPolicy(ctx); err != nil {
 				b.log.Warn("the team's policy after setup", "err", err)
 			}
 		}()
 	}
 }
+
+// Renamed: the owner named the box in the setup wizard; it answers to the name
+// from then on (the HTTPS certificate setup makes must cover it).
+func (o *ownerBox) Renamed() { b := o.box(); b.setBoxName(b.setup.BoxName()) }
 
 // setBoxName gives the box's DNS name the owner's choice ("" for the default).
 func (b *Box) setBoxName(name string) {
@@ -545,6 +580,15 @@ func (b *Box) setBoxName(name string) {
 	}
 	if err := d.Reconfig(b.dnsConfig(b.config())); err != nil {
 		b.log.Warn("renaming the box in DNS", "name", name, "err", err)
+	}
+	if b.ui != nil {
+		// The owner's pages' certificate names the box by its new name.
+		if err := b.ui.RenewCert(); err != nil {
+			b.log.Warn("renewing the UI certificate for the box's new name", "err", err)
+		}
+	}
+	if b.apps != nil {
+		b.apps.Refresh()
 	}
 }
 

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   visit, LogError, verifyConsistency, verifyInclusion, leafHash, b64decode, openCheckpoint,
-} from './assets/audit.mjs';
+} from './assets/static/audit.mjs';
 
 const API = process.env.AUDIT_API;
 const CONTROL = process.env.AUDIT_CONTROL;

@@ -1,12 +1,15 @@
-// Package home serves the page team members see at the box's name in the team's
-// tailnet: what the box offers them, a download to check their connection to
-// the box, and the box's audit log, which their browser verifies itself
-// (assets/audit.mjs). It is the only page the box serves on the
-// tailnet; the owner's pages (package ui) are never served there. The daemon
-// mounts its Handler on the tailnet node's listener.
+// Package home is the members' page, the first app on the platform: what
+// team members see at the box's name in the tailnet (https://<box>/, port
+// 443 of the box's tailnet address): the apps the box offers them, who the
+// box knows them as, a download to check their connection to the box, the
+// box's audit log, which their browser verifies itself (static/audit.mjs), and
+// their share of the backups' recovery key. It is served on the tailnet only;
+// the owner's pages (package ui) never are.
+// apps/builtin lists it.
 package home
 
 import (
+	"context"
 	"embed"
 	"encoding/base64"
 	"fmt"
@@ -14,33 +17,36 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 
 	qrcode "github.com/skip2/go-qrcode"
+
+	"github.com/redoubt/redoubt/apps"
+	"github.com/redoubt/redoubt/apps/web"
 )
+
+//go:embed manifest.toml
+var manifestTOML []byte
 
 //go:embed assets
 var assets embed.FS
 
-var (
-	page      = template.Must(template.ParseFS(assets, "assets/home.html"))
-	auditPage = template.Must(template.ParseFS(assets, "assets/audit.html"))
-	sharePage = template.Must(template.ParseFS(assets, "assets/share.html"))
-)
+var manifest = sync.OnceValue(func() apps.Manifest { return apps.MustParseManifest(manifestTOML) })
 
-// App is one service the box offers members.
-type App struct {
+// Link is one service the box offers members.
+type Link struct {
 	Name, URL, What string
 }
 
-// Info is what the page shows.
+// Info is what the page shows besides the caller.
 type Info struct {
-	BoxName string
-	Apps    func() []App
+	// BoxName is the box's name.
+	BoxName func() string
+	// Apps are the apps published on the tailnet, with their URLs there.
+	Apps func() []Link
 	// Audit serves the audit log's API (auditlog.Handler, with members as
 	// callers); nil: the page has no log.
 	Audit http.Handler
-	// Member names the member behind a request, from the tailnet.
-	Member func(*http.Request) (string, bool)
 	// Share returns a member's share of the backups' recovery key, if they
 	// hold one; ShareSaved tells the box they keep it (it then forgets it).
 	Share      func(member string) (Share, bool)
@@ -55,72 +61,78 @@ type Share struct {
 	Saved        bool
 }
 
-// csp lets a page load the box's own styles and scripts and talk to the box,
-// nothing else.
-const csp = "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+// Member names the member behind a request (the platform's caller), for the
+// audit log's API.
+func Member(r *http.Request) (string, bool) {
+	c, ok := apps.CallerFrom(r.Context())
+	if !ok || c.Owner || c.Member.Name == "" {
+		return "", false
+	}
+	return c.Member.Name, true
+}
 
-func pageHeaders(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", csp)
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Cache-Control", "no-store")
+// App is the members' page as an app.
+type App struct{ info Info }
+
+// New returns the app.
+func New(info Info) *App { return &App{info: info} }
+
+// Manifest implements apps.App.
+func (a *App) Manifest() apps.Manifest { return manifest() }
+
+// Start implements apps.App.
+func (a *App) Start(_ context.Context, env apps.Env) (http.Handler, error) {
+	return Handler(a.info, env.Logger())
 }
 
 // Handler serves the members' page.
-func Handler(info Info, log *slog.Logger) http.Handler {
+func Handler(info Info, log *slog.Logger) (http.Handler, error) {
+	files := web.Assets(assets, "home")
+	pages, err := web.NewTemplates(files, "*.html", nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("the members' page: %w", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		pageHeaders(w)
-		var apps []App
-		if info.Apps != nil {
-			apps = info.Apps()
+		v := struct {
+			BoxName, Caller, Device string
+			List                    []Link
+			Audit, Share            bool
+		}{BoxName: "redoubt", Audit: info.Audit != nil, Share: info.Share != nil}
+		if info.BoxName != nil && info.BoxName() != "" {
+			v.BoxName = info.BoxName()
 		}
-		if err := page.Execute(w, struct {
-			Info
-			List []App
-		}{info, apps}); err != nil {
+		if info.Apps != nil {
+			v.List = info.Apps()
+		}
+		if c, ok := apps.CallerFrom(r.Context()); ok {
+			v.Caller, v.Device = c.Name(), c.Device
+		}
+		if err := pages.Render(w, http.StatusOK, "home", v); err != nil {
 			log.Warn("rendering the members' page", "err", err)
 		}
 	})
+	mux.Handle("GET /static/", http.StripPrefix("/static/", web.Static(files, "static")))
 	mux.HandleFunc("GET /speed", speed)
-	mux.HandleFunc("GET /assets/{file}", func(w http.ResponseWriter, r *http.Request) {
-		ct, ok := staticFiles[r.PathValue("file")]
-		if !ok {
-			http.NotFound(w, r)
-			return
+	boxName := func() string {
+		if info.BoxName != nil && info.BoxName() != "" {
+			return info.BoxName()
 		}
-		b, err := assets.ReadFile("assets/" + r.PathValue("file"))
-		if err != nil {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", ct)
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.Header().Set("Cache-Control", "no-cache")
-		w.Write(b)
-	})
+		return "redoubt"
+	}
 	if info.Audit != nil {
 		mux.HandleFunc("GET /audit", func(w http.ResponseWriter, r *http.Request) {
-			pageHeaders(w)
-			member := ""
-			if info.Member != nil {
-				member, _ = info.Member(r)
-			}
-			if err := auditPage.Execute(w, struct {
-				Info
-				Member, Host string
-			}{info, member, r.Host}); err != nil {
+			member, _ := Member(r)
+			v := struct{ BoxName, Member, Host string }{boxName(), member, r.Host}
+			if err := pages.Render(w, http.StatusOK, "audit", v); err != nil {
 				log.Warn("rendering the log's page", "err", err)
 			}
 		})
 		mux.Handle("/audit/api/", http.StripPrefix("/audit/api", info.Audit))
 	}
-	if info.Share != nil && info.Member != nil {
+	if info.Share != nil {
 		mux.HandleFunc("GET /share", func(w http.ResponseWriter, r *http.Request) {
-			pageHeaders(w)
-			member, _ := info.Member(r)
+			member, _ := Member(r)
 			sh, has := info.Share(member)
 			qr := ""
 			if has && sh.Share != "" {
@@ -128,23 +140,24 @@ func Handler(info Info, log *slog.Logger) http.Handler {
 					qr = "data:image/png;base64," + base64.StdEncoding.EncodeToString(png)
 				}
 			}
-			if err := sharePage.Execute(w, struct {
-				Info
-				Has   bool
-				Share Share
-				QR    template.URL
-			}{info, has, sh, template.URL(qr)}); err != nil {
+			v := struct {
+				BoxName string
+				Has     bool
+				Share   Share
+				QR      template.URL
+			}{boxName(), has, sh, template.URL(qr)}
+			if err := pages.Render(w, http.StatusOK, "share", v); err != nil {
 				log.Warn("rendering the share page", "err", err)
 			}
 		})
 		mux.HandleFunc("POST /share/saved", func(w http.ResponseWriter, r *http.Request) {
-			if !sameOrigin(r) {
-				http.Error(w, "this form is posted from the box's own page only", http.StatusForbidden)
-				return
-			}
-			member, ok := info.Member(r)
+			member, ok := Member(r)
 			if !ok {
 				http.Error(w, "only a member's device holds a share", http.StatusForbidden)
+				return
+			}
+			if info.ShareSaved == nil {
+				http.Error(w, "the box cannot forget shares", http.StatusNotFound)
 				return
 			}
 			if err := info.ShareSaved(member); err != nil {
@@ -154,22 +167,8 @@ func Handler(info Info, log *slog.Logger) http.Handler {
 			http.Redirect(w, r, "/share", http.StatusSeeOther)
 		})
 	}
-	return mux
-}
-
-// sameOrigin accepts a POST only from a page of the box itself.
-func sameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
-		return false
-	}
-	origin := r.Header.Get("Origin")
-	return origin != "" && origin == "https://"+r.Host
-}
-
-// staticFiles are the assets served as they are, with their types.
-var staticFiles = map[string]string{
-	"home.css":  "text/css; charset=utf-8",
-	"audit.mjs": "text/javascript; charset=utf-8",
+	// The share's QR code is a data: image.
+	return web.Secure(mux, web.Policy{ImgSrc: []string{"data:"}}), nil
 }
 
 // MaxSpeedMB bounds a connection check's download.
@@ -192,7 +191,6 @@ func speed(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="redoubt-connection-check-%dMB.bin"`, mb))
 	h.Set("Content-Length", strconv.Itoa(mb<<20))
 	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
 	if r.Method == http.MethodHead {
 		return
 	}

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/redoubt/redoubt/apps"
 	"github.com/redoubt/redoubt/audit/auditlog"
 	"github.com/redoubt/redoubt/backup"
 	"github.com/redoubt/redoubt/clock"
@@ -39,6 +40,8 @@ type Status struct {
 	VPN *external.Status `json:"vpn,omitempty"`
 	// Mesh is the team mesh's.
 	Mesh *MeshStatus `json:"mesh,omitempty"`
+	// Apps are the apps, each with its state and where it is published.
+	Apps []apps.Status `json:"apps,omitempty"`
 	// Clock is the box's time: synced through the VPN, or why not yet.
 	Clock *clock.Status `json:"clock,omitempty"`
 	// Audit is the tamper-evident log: its size, the latest signed
@@ -126,6 +129,12 @@ type Deps struct {
 	Owner Owner
 	// VPN reports on and configures the external VPN (GET/PUT/DELETE /v1/vpn).
 	VPN VPN
+	// Team manages the team's members and mesh (/v1/team…); Settings, the
+	// owner's settings (/v1/settings). Nil: not served.
+	Team     TeamAPI
+	Settings SettingsAPI
+	// Apps lists, starts, stops and configures the apps (/v1/apps).
+	Apps Apps
 	// Audit serves the audit log's API (auditlog.Handler) under /v1/audit/.
 	Audit http.Handler
 	// Backup serves the backups' API (backup.Engine.Handler) under
@@ -172,6 +181,9 @@ func Handler(d Deps) http.Handler {
 		ownerRoutes(mux, d.Owner)
 	}
 	vpnRoutes(mux, d.VPN)
+	teamRoutes(mux, d.Team)
+	settingsRoutes(mux, d.Settings)
+	appsRoutes(mux, d.Apps)
 	if d.Audit != nil {
 		mux.Handle("/v1/audit/", http.StripPrefix("/v1/audit", d.Audit))
 	}

@@ -34,6 +34,7 @@ var (
 		"datapath/link/endpoint_linux.go": "the LAN port's AF_PACKET socket, owned by the datapath",
 		"cmd/redoubt/audit.go":            "`redoubt audit verify URL` runs on a member's device, reaching the box over the member's own tailnet, not from the box",
 		"cmd/redoubt/peerstore.go":        "`redoubt peer-store serve` runs on a teammate's machine, behind its tailscaled, not on the box",
+		"ui/selftest/probe.go":            "the laptop's side of the leak self-test (redoubt selftest, run on the laptop, never on the box): probes sent on purpose, for the box to stop",
 	}
 )
 
