@@ -61,7 +61,12 @@ type Deps struct {
 	Exclude  []string
 	// Extra are items made at backup time (the audit log's copy).
 	Extra []repo.Item
-	Clock Clock
+	// AppStores writes consistent copies of the running apps' store
+	// databases under dir/<app id>/store.db and says which (apps/host's
+	// CopyStores); the backup takes those instead of the live files.
+	// Optional.
+	AppStores func(dir string) ([]string, error)
+	Clock     Clock
 	// Egress reaches S3: the VPN's dialer.
 	Egress egress.Dialer
 	// PeerDial reaches teammates' boxes over the tailnet; nil while the box
@@ -405,21 +410,49 @@ func (e *Engine) Run(ctx context.Context) {
 	}
 }
 
-// items are what a backup takes.
-func (e *Engine) items() []repo.Item {
+// items are what a backup takes, and what to clean up after it.
+func (e *Engine) items() ([]repo.Item, func()) {
 	excluded := map[string]bool{"vault": true, StatusDir: true, "peer-store": true, "audit": true, "dhcp-leases.db": true, "setup-code.txt": true}
 	for _, x := range e.d.Exclude {
 		excluded[x] = true
+	}
+	// The running apps' databases, copied whole at one instant.
+	stores := filepath.Join(e.d.StateDir, StatusDir, appStores)
+	os.RemoveAll(stores)
+	copied := map[string]bool{}
+	if e.d.AppStores != nil {
+		ids, err := e.d.AppStores(stores)
+		if err != nil {
+			e.log.Warn("copying the apps' stores", "err", err)
+		}
+		for _, id := range ids {
+			copied[id] = true
+		}
 	}
 	items := []repo.Item{
 		{Name: "vault", Data: e.d.VaultSnapshot},
 		{Name: "state", Path: e.d.StateDir, Exclude: func(rel string) bool {
 			top, _, _ := strings.Cut(rel, "/")
+			if top == "apps" {
+				parts := strings.Split(rel, "/")
+				// An upload in progress is not data yet; a running app's
+				// database comes from its copy.
+				if len(parts) >= 3 && (parts[2] == "uploads" || parts[2] == "store.db" && copied[parts[1]]) {
+					return true
+				}
+			}
 			return excluded[top] || strings.HasSuffix(rel, ".sock") || strings.HasSuffix(rel, ".tmp")
 		}},
 	}
-	return append(items, e.d.Extra...)
+	if len(copied) > 0 {
+		items = append(items, repo.Item{Name: appStores, Path: stores})
+	}
+	return append(items, e.d.Extra...), func() { os.RemoveAll(stores) }
 }
+
+// appStores is where the running apps' databases are copied for a backup,
+// and its name in snapshots.
+const appStores = "app-stores"
 
 // Target opens a configured target's store.
 func (e *Engine) Target(name string) (target.Store, error) {
@@ -557,7 +590,9 @@ func (e *Engine) runTarget(ctx context.Context, s Settings, name, why string) er
 		return fail(err)
 	}
 	defer r.Close()
-	snap, err := r.Backup(ctx, e.items(), repo.Options{Host: e.d.Host(), Verify: true, Now: e.d.Clock.Now, Tags: []string{why}})
+	items, cleanup := e.items()
+	defer cleanup()
+	snap, err := r.Backup(ctx, items, repo.Options{Host: e.d.Host(), Verify: true, Now: e.d.Clock.Now, Tags: []string{why}})
 	if err != nil {
 		return fail(err)
 	}

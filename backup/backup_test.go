@@ -350,3 +350,42 @@ func TestSettingsValidation(t *testing.T) {
 		}
 	}
 }
+
+// A running app's database is taken from a copy made at one instant, not
+// from its live file; uploads in progress are left out.
+func TestAppStoresCopied(t *testing.T) {
+	ctx := context.Background()
+	b := newBox(t)
+	writeState(t, b.dir)
+	os.MkdirAll(filepath.Join(b.dir, "apps", "notes", "uploads"), 0o700)
+	os.WriteFile(filepath.Join(b.dir, "apps", "notes", "store.db"), []byte("live file, half written"), 0o600)
+	os.WriteFile(filepath.Join(b.dir, "apps", "notes", "uploads", "u1"), []byte("partial upload"), 0o600)
+	b.engine = backup.New(backup.Deps{Vault: b.vault, VaultSnapshot: b.vault.Snapshot, StateDir: b.dir, Clock: b.clock, Egress: b.dialer, Audit: b.audit,
+		AppStores: func(dir string) ([]string, error) {
+			os.MkdirAll(filepath.Join(dir, "notes"), 0o700)
+			return []string{"notes"}, os.WriteFile(filepath.Join(dir, "notes", "store.db"), []byte("consistent copy"), 0o600)
+		}})
+	b.vault.Init([]byte("owner passphrase"), cheap)
+	cfg := fakeS3(t)
+	if err := b.engine.SetSettings(backup.Settings{S3: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.engine.RunOnce(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(b.dir, "backup", "app-stores")); err == nil {
+		t.Error("the copies were left behind")
+	}
+	key, _ := b.engine.RecoveryKey()
+	fresh := newBox(t)
+	store, _ := s3.New(*cfg, fresh.dialer, time.Now)
+	if _, err := backup.Restore(ctx, store, key, "", fresh.dir); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(fresh.dir, "apps", "notes", "store.db")); string(got) != "consistent copy" {
+		t.Fatalf("the app's database after the restore: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(fresh.dir, "apps", "notes", "uploads", "u1")); err == nil {
+		t.Error("an upload in progress was backed up")
+	}
+}

@@ -290,6 +290,23 @@ func Restore(ctx context.Context, st target.Store, key recovery.Key, snapID, sta
 		}
 	}
 	os.RemoveAll(tmp)
+	// The running apps' databases, taken whole at the backup's instant.
+	if _, err := rd.Lookup(ctx, appStores); err == nil {
+		if _, err := rd.Restore(ctx, appStores, tmp); err != nil {
+			return out, fmt.Errorf("restoring the apps' stores: %w", err)
+		}
+		ids, _ := os.ReadDir(tmp)
+		for _, id := range ids {
+			dst := filepath.Join(stateDir, "apps", id.Name(), "store.db")
+			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+				return out, err
+			}
+			if err := os.Rename(filepath.Join(tmp, id.Name(), "store.db"), dst); err != nil {
+				return out, fmt.Errorf("restoring app %s's store: %w", id.Name(), err)
+			}
+		}
+		os.RemoveAll(tmp)
+	}
 	if an, err := rd.Lookup(ctx, "audit.db"); err == nil {
 		if err := os.MkdirAll(filepath.Join(stateDir, "audit"), 0o700); err != nil {
 			return out, err

@@ -39,8 +39,14 @@ func (b *Box) startBackup(cfg Config) error {
 		VaultSnapshot: b.vault.Snapshot,
 		StateDir:      cfg.State.Dir,
 		Extra:         []repo.Item{{Name: "audit.db", Data: b.audit.Copy}},
-		Clock:         b.clock,
-		Egress:        b.egress(),
+		AppStores: func(dir string) ([]string, error) {
+			if b.apps == nil {
+				return nil, nil
+			}
+			return b.apps.CopyStores(dir)
+		},
+		Clock:  b.clock,
+		Egress: b.egress(),
 		PeerDial: func() backup.Dial {
 			if n := b.meshNode(); n != nil {
 				return n.DialContext

@@ -1,6 +1,9 @@
 package host
 
 import (
+	"os"
+	"path/filepath"
+
 	"github.com/redoubt/redoubt/apps"
 )
 
@@ -61,4 +64,38 @@ func (h *Host) status(in *instance) apps.Status {
 	}
 	st.Connect = apps.ConnectURLs(in.m, st.Published)
 	return st
+}
+
+// CopyStores writes a consistent copy of each running app's store database
+// into dir/<app id>/store.db (for backups; see store.Store.CopyRecords), and
+// returns the apps copied. A stopped app's files do not change, and are
+// taken as they are.
+func (h *Host) CopyStores(dir string) ([]string, error) {
+	var copied []string
+	for _, id := range h.ids {
+		in := h.apps[id]
+		in.mu.Lock()
+		r := in.run
+		in.mu.Unlock()
+		if r == nil || r.store == nil {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Join(dir, id), 0o700); err != nil {
+			return copied, err
+		}
+		f, err := os.OpenFile(filepath.Join(dir, id, "store.db"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+		if err != nil {
+			return copied, err
+		}
+		err = r.store.CopyRecords(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(filepath.Join(dir, id, "store.db"))
+			continue // stopped meanwhile: its file is taken as it is
+		}
+		copied = append(copied, id)
+	}
+	return copied, nil
 }
