@@ -272,7 +272,6 @@ func copyInto(dst, src string, off int64) error {
 	return out.Sync()
 }
 
-
 // DigestFile is the SHA-256 of a file, hex.
 func DigestFile(p string) (string, error) { return sha256File(p) }
 
