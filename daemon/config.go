@@ -15,6 +15,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/redoubt/redoubt/board/profile"
+	"github.com/redoubt/redoubt/board/update"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/dhcp"
 	"github.com/redoubt/redoubt/dns"
@@ -43,6 +45,11 @@ type Config struct {
 	VPN external.Config `toml:"vpn"`
 	// Mesh is how the box's node in the team's tailnet runs.
 	Mesh MeshConfig `toml:"mesh"`
+	// Board is how a board's ports are used; Update, where updates come
+	// from and how long a trial may take (both read on a box started from a
+	// Redoubt image).
+	Board  profile.Config `toml:"board"`
+	Update update.Config  `toml:"update"`
 
 	dev Options // from the command line, not the file
 }
@@ -98,6 +105,9 @@ func (c Config) WithDefaults() Config {
 	c.DHCP = c.DHCP.WithDefaults(c.LAN.Address)
 	if c.State.Dir == "" {
 		c.State.Dir = DefaultStateDir
+		if d := os.Getenv("REDOUBT_STATE_DIR"); d != "" {
+			c.State.Dir = d // the board's init: the data partition
+		}
 	}
 	if c.Setup.CodeFile == "" {
 		c.Setup.CodeFile = filepath.Join(c.State.Dir, "setup-code.txt")
@@ -136,6 +146,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("wan.interface %q is also lan.interface: the WAN and LAN ports must be two interfaces", c.WAN.Interface)
 	}
 	if err := c.VPN.Validate(); err != nil {
+		return err
+	}
+	if err := c.Board.Validate(); err != nil {
+		return err
+	}
+	if err := c.Update.Validate(); err != nil {
 		return err
 	}
 	if !filepath.IsAbs(c.State.Dir) {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redoubt/redoubt/board/update"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/datapath/leaklog"
 	"github.com/redoubt/redoubt/dhcp"
@@ -139,6 +140,7 @@ type Box struct {
 	ui      *ui.UI
 	vpn     *external.VPN
 	mesh    *mesh
+	updater *update.Updater // nil unless started from a Redoubt image
 	errc    chan error
 	restart chan struct{}
 }
@@ -174,6 +176,10 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 		b.Close()
 		return nil, err
 	}
+	if err := b.startBoard(cfg); err != nil {
+		b.Close()
+		return nil, err
+	}
 	if err := b.startLANServices(cfg, l); err != nil {
 		b.Close()
 		return nil, err
@@ -198,7 +204,7 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 	}
 	apiLog := log.With("room", "api")
 	b.api = &http.Server{
-		Handler:           localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Queries: b.queries, Devices: b.devices, Owner: (*consoleOwner)(b), VPN: b.vpnAPI(), Logger: apiLog}),
+		Handler:           localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Queries: b.queries, Devices: b.devices, Owner: (*consoleOwner)(b), VPN: b.vpnAPI(), Board: b.boardAPI(cfg), Logger: apiLog}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	b.serve("api", b.api, apiLn)

@@ -75,6 +75,7 @@ func (b *Box) startUI(cfg Config) error {
 		Names:    b.uiNames,
 		Steps:    b.uiSteps(),
 		Team:     (*ownerTeam)(b),
+		Updates:  b.uiUpdates(),
 	})
 	if err != nil {
 		return err
@@ -439,6 +440,10 @@ func (o *ownerBox) FactoryReset() error {
 		b.queries.Reset()
 	}
 	b.setBoxName("")
+	// On a board, init then wipes the data partition and restarts the box.
+	if err := b.boardFactoryReset(); err != nil {
+		errs = append(errs, fmt.Errorf("asking init to wipe the data partition: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -454,6 +459,7 @@ func (o *ownerBox) Unlocked() {
 		if err := b.meshUp(); err != nil {
 			b.log.Warn("the team mesh did not start", "err", err)
 		}
+		b.sealHeadless() // what the owner left on the boot partition
 	}()
 }
 

@@ -168,8 +168,11 @@ type Deps struct {
 	Vault   Vault
 	Box     Box
 	// Team manages the team mesh; nil on a box without one.
-	Team  Team
-	Steps []Step
+	Team Team
+	// Updates installs uploaded updates; nil on a box not started from a
+	// Redoubt image.
+	Updates Updates
+	Steps   []Step
 	// StateDir holds the UI's server certificate and the public CA certificate.
 	StateDir string
 	// Addr returns the box's LAN address; Names the names it answers to

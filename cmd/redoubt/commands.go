@@ -35,6 +35,7 @@ The box:
   setup-code  print the code the setup page asks for
   unlock    unlock the box (the passphrase from the terminal or standard input)
   lock      lock the box: sign everyone out, keep nothing readable
+  update    install a signed update: update FILE, fetch [URL] (through the VPN), status, restart
   version   print the version
 
 The lab (network namespaces on this machine, as root):
@@ -64,6 +65,7 @@ func commands() map[string]command {
 		"unlock":     {cmdUnlock, "unlock the box"},
 		"lock":       {cmdLock, "lock the box"},
 		"vpn":        {cmdVPN, "the external VPN"},
+		"update":     {cmdUpdate, "install a signed update"},
 	}
 }
 

@@ -115,7 +115,10 @@ type Deps struct {
 	// Owner locks, unlocks and reports on what the box keeps for its owner.
 	Owner Owner
 	// VPN reports on and configures the external VPN (GET/PUT/DELETE /v1/vpn).
-	VPN    VPN
+	VPN VPN
+	// Board serves /v1/board/ (updates, the health check) on a box started
+	// from a Redoubt image; nil elsewhere.
+	Board  http.Handler
 	Logger *slog.Logger
 }
 
@@ -129,6 +132,9 @@ type Devices struct {
 // Handler returns the API's HTTP handler.
 func Handler(d Deps) http.Handler {
 	mux := http.NewServeMux()
+	if d.Board != nil {
+		mux.Handle("/v1/board/", d.Board)
+	}
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, d.Status())
 	})
