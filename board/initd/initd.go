@@ -193,7 +193,24 @@ func (in *Init) show(s status.State) {
 	if changed {
 		in.say("state: %s", s)
 		in.leds.Show(s)
+		if s == status.WaitingSetup {
+			in.sayCode()
+		}
 	}
+}
+
+// sayCode prints the setup code: whoever sees the console holds the box.
+func (in *Init) sayCode() {
+	b, err := os.ReadFile(filepath.Join(layout.BootMount, layout.SetupCodeFile))
+	if err != nil {
+		in.say("no setup code (setup is done, or the daemon has not written it yet)")
+		return
+	}
+	code := strings.TrimSpace(string(b))
+	if f := strings.Fields(strings.SplitN(code, "\n", 2)[0]); len(f) > 0 {
+		code = f[len(f)-1] // "Redoubt setup code: XXXX"
+	}
+	in.say("setup code: %s (also in %s on the boot partition)", code, layout.SetupCodeFile)
 }
 
 // mountData mounts the data partition, making it at the first start: grown
@@ -436,12 +453,7 @@ func (in *Init) console() {
 			in.mu.Unlock()
 			in.say("%s %s slot %s: %s", in.board, in.image.Version, in.image.Slot, s)
 		case "setup-code":
-			b, err := os.ReadFile(filepath.Join(layout.BootMount, layout.SetupCodeFile))
-			if err != nil {
-				in.say("no setup code (setup is done, or the daemon has not written it yet)")
-			} else {
-				in.say("setup code: %s", strings.TrimSpace(string(b)))
-			}
+			in.sayCode()
 		case "factory-reset":
 			in.say("factory reset: everything on the box is erased for good (the vault's keys first). Type 'erase everything' to go on.")
 			confirm = true

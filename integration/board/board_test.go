@@ -1,0 +1,352 @@
+// Package board_test boots the x86-64 image in QEMU between the lab's laptop
+// and home router: the laptop's lease, the setup page, the leak battery's
+// basics, a badly signed update refused, a broken update rolled back by
+// itself, and a good update kept. One image build and one VM serve the whole
+// sequence.
+package board_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/redoubt/redoubt/board/image"
+	vm "github.com/redoubt/redoubt/board/vmtest"
+	"github.com/redoubt/redoubt/board/layout"
+	"github.com/redoubt/redoubt/lab"
+	"github.com/redoubt/redoubt/lab/labtest"
+)
+
+func TestMain(m *testing.M) { labtest.Main(m) }
+
+const (
+	epoch      = 1767225600 // 2026-01-01
+	passphrase = "correct horse battery staple vm"
+	boxURL     = "http://10.201.86.1"
+)
+
+// fixtures are the image and the updates, built once.
+type fixtures struct {
+	dir                    string
+	image                  string
+	good, broken, badlySig string
+}
+
+func build(t *testing.T) fixtures {
+	t.Helper()
+	t.Setenv("SOURCE_DATE_EPOCH", fmt.Sprint(epoch))
+	bin, err := labtest.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fixtures{dir: t.TempDir()}
+	broken := filepath.Join(f.dir, "brokenfw")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", broken, "./testdata/brokenfw")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the broken firmware: %v\n%s", err, out)
+	}
+	kernel, err := image.ModuleDir(image.KernelPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skey, vkey, err := note.GenerateKey(rand.Reader, "redoubt-test-updates")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, _, _ := note.GenerateKey(rand.Reader, "redoubt-test-updates")
+	keyFile := filepath.Join(f.dir, "update.pub")
+	os.WriteFile(keyFile, []byte(vkey+"\n"), 0o644)
+	in := image.Inputs{Board: layout.PC, Binary: bin, Kernel: kernel, BootLoader: image.SystemdBootPath, UpdateKey: keyFile,
+		Version: "v0.1.0", Commit: "test", Epoch: time.Unix(epoch, 0).UTC()}
+	f.image = filepath.Join(f.dir, "pc.img")
+	start := time.Now()
+	res, err := image.Build(in, f.image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("image built in %s: %d bytes, root %d bytes", time.Since(start).Round(time.Millisecond), res.Size, res.RootSize)
+	sign := func(k string) note.Signer {
+		s, err := note.NewSigner(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for _, u := range []struct {
+		out     *string
+		version string
+		binary  string
+		key     string
+	}{{&f.broken, "v0.2.0", broken, skey}, {&f.good, "v0.3.0", bin, skey}, {&f.badlySig, "v0.4.0", bin, otherKey}} {
+		in := in
+		in.Version, in.Binary = u.version, u.binary
+		*u.out = filepath.Join(f.dir, u.version+".rdu")
+		if _, err := image.BuildUpdate(in, sign(u.key), *u.out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The owner's settings, on the card before the first start.
+	cfg := `[lan]
+interface = "eth1"
+
+[wan]
+interface = "eth0"
+addressing = "static"
+address = "192.168.1.2/24"
+gateway = "192.168.1.1"
+
+[update]
+trial_system = "40s"
+trial_unlock = "5m"
+`
+	if err := image.PutBootFile(f.image, layout.HeadlessConfig, []byte(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	// A bigger card than the image: the data partition grows into it.
+	if err := os.Truncate(f.image, 2<<30); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// cable joins the VM's NICs to the lab: in the box namespace, a TAP device
+// for each NIC bridged with the veth the lab's box would have used.
+func cable(t *testing.T, l *lab.Lab) []vm.NIC {
+	t.Helper()
+	ctx := context.Background()
+	steps := [][]string{
+		{"ip", "addr", "flush", "dev", lab.BoxWANIface},
+		{"ip", "route", "flush", "table", "main"},
+	}
+	nics := []vm.NIC{{Tap: "tapwan", MAC: lab.BoxWANMAC}, {Tap: "taplan", MAC: "02:52:44:00:00:02"}}
+	for i, veth := range []string{lab.BoxWANIface, lab.BoxLANIface} {
+		br := "br" + veth
+		steps = append(steps,
+			[]string{"ip", "tuntap", "add", "dev", nics[i].Tap, "mode", "tap"},
+			[]string{"ip", "link", "add", br, "type", "bridge"},
+			[]string{"sysctl", "-q", "-w", "net.ipv6.conf." + br + ".disable_ipv6=1"},
+			[]string{"ip", "link", "set", nics[i].Tap, "master", br},
+			[]string{"ip", "link", "set", veth, "master", br},
+			[]string{"ip", "link", "set", nics[i].Tap, "up"},
+			[]string{"ip", "link", "set", br, "up"},
+		)
+	}
+	for _, s := range steps {
+		if out, err := l.Exec(ctx, lab.Box, s...); err != nil {
+			t.Fatalf("%v: %v %s", s, err, out)
+		}
+	}
+	return nics
+}
+
+func laptopClient(t *testing.T, l *lab.Lab, caPEM []byte) *http.Client {
+	c := l.HTTPClient(lab.Laptop, caPEM)
+	jar, _ := cookiejar.New(nil)
+	c.Jar = jar
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.Timeout = 2 * time.Minute
+	return c
+}
+
+// upload posts an update file as the update page's form does.
+func upload(ctx context.Context, c *http.Client, csrf, path string) (int, string, error) {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, _ := mw.CreateFormFile("file", filepath.Base(path))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, "", err
+	}
+	fw.Write(b)
+	mw.Close()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://10.201.86.1/update?csrf="+csrf, &body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(rb), nil
+}
+
+func TestImageInQEMU(t *testing.T) {
+	labtest.Require(t)
+	if err := vm.Require(); err != nil {
+		t.Skipf("QEMU test skipped: %v", err)
+	}
+	if _, err := os.Stat(image.SystemdBootPath); err != nil {
+		t.Skipf("QEMU test skipped: %v (scripts/deps.sh installs systemd-boot-efi)", err)
+	}
+	env := labtest.SharedLab(t)
+	l := env.Lab
+	f := build(t)
+	nics := cable(t, l)
+	accel := vm.Accel(f.dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	start := time.Now()
+	box, err := vm.Start(ctx, vm.Config{Image: f.image, Dir: f.dir, NICs: nics, Wrap: []string{"ip", "netns", "exec", l.NS(lab.Box)},
+		Accel: accel, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Stop()
+	t.Logf("QEMU with %s", accel)
+	m, mark, err := box.Wait(ctx, 0, `redoubt: setup code: (\S+)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := m[1]
+	t.Logf("waiting for setup %s after power-on", time.Since(start).Round(time.Millisecond))
+
+	t.Run("lease", func(t *testing.T) {
+		dc, err := l.StartDHClient(ctx, lab.DHCPOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, _, err := dc.WaitLease(ctx, 0)
+		if err != nil {
+			t.Fatalf("no lease from the booted box: %v\n%s", err, dc.Log())
+		}
+		t.Logf("lease %s %s after power-on", ev.Addr, time.Since(start).Round(time.Millisecond))
+	})
+	plain := laptopClient(t, l, nil)
+	t.Run("setup page", func(t *testing.T) {
+		resp, err := plain.Get(boxURL + "/setup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "setup code") {
+			t.Fatalf("setup page: %d\n%.400s", resp.StatusCode, b)
+		}
+	})
+	t.Run("leaks", func(t *testing.T) {
+		if err := l.ResetIngress(ctx, lab.HomeRouter); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := l.Exec(ctx, lab.Laptop, "dig", "+time=2", "+tries=1", "@10.201.86.1", "tracker.example.com", "A")
+		if !strings.Contains(out, "NXDOMAIN") {
+			t.Errorf("a foreign name through the box: want NXDOMAIN\n%s", out)
+		}
+		if out, err := l.Exec(ctx, lab.Laptop, "curl", "-sS", "-m", "3", "http://203.0.113.10/"); err == nil {
+			t.Errorf("the laptop reached the lab's tracker through the box:\n%s", out)
+		}
+		l.Exec(ctx, lab.Laptop, "dig", "+time=1", "+tries=1", "@203.0.113.53", "direct.example.com")
+		l.Exec(ctx, lab.Laptop, "ping", "-c", "2", "-W", "1", "203.0.113.10")
+		c, err := l.Ingress(ctx, lab.HomeRouter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.FromLaptopMAC != 0 || c.FromLAN != 0 {
+			t.Errorf("the home network saw the laptop's traffic: %+v", c)
+		}
+	})
+	t.Run("setup", func(t *testing.T) {
+		if err := lab.SetUpBox(ctx, plain, boxURL, code, passphrase, "vmbox"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	resp, err := plain.Get(boxURL + "/ca.crt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	signIn := func(t *testing.T) (*http.Client, string) {
+		t.Helper()
+		c := laptopClient(t, l, caPEM)
+		c.Transport.(*http.Transport).TLSClientConfig.MinVersion = tls.VersionTLS12
+		var csrf string
+		var err error
+		for i := 0; i < 30; i++ {
+			if csrf, err = lab.SignIn(ctx, c, "https://10.201.86.1", passphrase); err == nil {
+				return c, csrf
+			}
+			time.Sleep(2 * time.Second)
+		}
+		t.Fatalf("signing in: %v", err)
+		return nil, ""
+	}
+	t.Run("badly signed update refused", func(t *testing.T) {
+		c, csrf := signIn(t)
+		code, body, err := upload(ctx, c, csrf, f.badlySig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code != http.StatusForbidden || !strings.Contains(body, "not signed by this box") {
+			t.Fatalf("a badly signed update: %d\n%.600s", code, body)
+		}
+	})
+	t.Run("broken update rolls back", func(t *testing.T) {
+		c, csrf := signIn(t)
+		mark = box.Mark()
+		code, body, err := upload(ctx, c, csrf, f.broken)
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("uploading the broken update: %d %v\n%.600s", code, err, body)
+		}
+		var m []string
+		if _, mark, err = box.Wait(ctx, mark, `redoubt: booting pc v0.2.0 \(slot b\)`); err != nil {
+			t.Fatal(err)
+		}
+		if m, mark, err = box.Wait(ctx, mark, `update v0.2.0 failed its trial: (.*)`); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("trial failed: %s", m[1])
+		if _, mark, err = box.Wait(ctx, mark, `redoubt: booting pc v0.1.0 \(slot a\)`); err != nil {
+			t.Fatal(err)
+		}
+		if _, mark, err = box.Wait(ctx, mark, `did not pass its trial: back on v0.1.0`); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("good update kept", func(t *testing.T) {
+		c, csrf := signIn(t)
+		mark = box.Mark()
+		applyStart := time.Now()
+		code, body, err := upload(ctx, c, csrf, f.good)
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("uploading the update: %d %v\n%.600s", code, err, body)
+		}
+		if _, mark, err = box.Wait(ctx, mark, `redoubt: booting pc v0.3.0 \(slot b\)`); err != nil {
+			t.Fatal(err)
+		}
+		if _, mark, err = box.Wait(ctx, mark, `update v0.3.0: unlock the box to keep it`); err != nil {
+			t.Fatal(err)
+		}
+		c, _ = signIn(t) // the owner unlocks the box
+		m, _, err := box.Wait(ctx, mark, `update v0.3.0 kept \((.*)\)`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("update applied and kept in %s (%s)", time.Since(applyStart).Round(time.Millisecond), m[1])
+		resp, err := c.Get("https://10.201.86.1/update")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{"v0.3.0", "rolled-back", "kept", "refused"} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("the update page does not show %q:\n%.2000s", want, b)
+			}
+		}
+	})
+}
