@@ -219,6 +219,7 @@ type Reader struct {
 	Signer string
 	r      *bufio.Reader
 	next   int
+	cur    *PartReader
 }
 
 // Open reads the header and manifest from r and checks the signature with
@@ -265,9 +266,16 @@ func (b *Reader) Next() (Part, *PartReader, error) {
 	if b.next >= len(b.Manifest.Parts) {
 		return Part{}, nil, io.EOF
 	}
+	if b.cur != nil {
+		// Whatever the caller left of the previous part is skipped.
+		if _, err := io.Copy(io.Discard, b.cur.r); err != nil {
+			return Part{}, nil, err
+		}
+	}
 	p := b.Manifest.Parts[b.next]
 	b.next++
-	return p, &PartReader{part: p, r: io.LimitReader(b.r, p.Size), h: sha256.New()}, nil
+	b.cur = &PartReader{part: p, r: io.LimitReader(b.r, p.Size), h: sha256.New()}
+	return p, b.cur, nil
 }
 
 // PartReader reads one part, hashing it.

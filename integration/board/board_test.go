@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"debug/elf"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -54,6 +55,15 @@ func build(t *testing.T) fixtures {
 		t.Fatal(err)
 	}
 	f := fixtures{dir: t.TempDir()}
+	if !static(bin) {
+		// PID 1 on the image has no C library: the program must be static.
+		bin = filepath.Join(f.dir, "redoubt")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/redoubt/redoubt/cmd/redoubt")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("building a static redoubt: %v\n%s", err, out)
+		}
+	}
 	broken := filepath.Join(f.dir, "brokenfw")
 	cmd := exec.Command("go", "build", "-trimpath", "-o", broken, "./testdata/brokenfw")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -122,6 +132,21 @@ trial_unlock = "5m"
 		t.Fatal(err)
 	}
 	return f
+}
+
+// static says whether the program needs no dynamic loader.
+func static(p string) bool {
+	f, err := elf.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
 }
 
 // cable joins the VM's NICs to the lab: in the box namespace, a TAP device
