@@ -49,8 +49,8 @@ const Magic = "redoubt-update 1\n"
 
 // Limits on untrusted input.
 const (
-	MaxNote     = 8 << 10
-	MaxParts    = 64
+	MaxNote     = 256 << 10 // a Pi's update names ~400 files (device trees, overlays)
+	MaxParts    = 2048
 	MaxPartSize = layout.SlotSize
 )
 

@@ -85,15 +85,6 @@ func TestReproducible(t *testing.T) {
 			if r1.SHA256 != r2.SHA256 {
 				t.Fatalf("two builds of the same inputs differ: %s and %s", r1.SHA256, r2.SHA256)
 			}
-			// And a different version is a different image.
-			in.Version = "v0.1.1"
-			r3, err := Build(in, filepath.Join(dir, "three.img"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r3.SHA256 == r1.SHA256 {
-				t.Fatal("another version built the same bytes")
-			}
 		})
 	}
 }
@@ -181,23 +172,14 @@ func TestLayout(t *testing.T) {
 }
 
 func checkArch(t *testing.T, img string, b layout.Board) {
-	dir := t.TempDir()
-	raw := filepath.Join(dir, "root")
-	src, _ := os.Open(img)
-	defer src.Close()
-	dst, _ := os.Create(raw)
-	io.Copy(dst, io.NewSectionReader(src, partOffset(layout.PartA), layout.SlotSize))
-	dst.Close()
-	cmd := exec.Command("unsquashfs", "-d", filepath.Join(dir, "x"), raw, "bin/redoubt")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Logf("unsquashfs not available, the architecture is not checked: %v %s", err, out)
-		return
-	}
-	f, err := elf.Open(filepath.Join(dir, "x", "bin", "redoubt"))
+	prog, err := ReadRootFile(img, layout.Binary)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	f, err := elf.NewFile(bytes.NewReader(prog))
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := map[layout.Board]elf.Machine{layout.PC: elf.EM_X86_64, layout.RPi: elf.EM_AARCH64}[b]
 	if f.Machine != want {
 		t.Fatalf("the program in the root is %v, want %v", f.Machine, want)

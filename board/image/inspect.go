@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/squashfs"
 	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/diskfs/go-diskfs/partition/mbr"
@@ -124,18 +126,23 @@ func Inspect(p string) (Layout, error) {
 	}); err != nil {
 		return l, err
 	}
-	rootFS, err := d.GetFilesystem(layout.PartA)
+	b, err := file.OpenFromPath(p, true)
+	if err != nil {
+		return l, err
+	}
+	defer b.Close()
+	rootFS, err := squashfs.Read(b, layout.SlotSize, partOffset(layout.PartA), 0)
 	if err != nil {
 		return l, fmt.Errorf("reading root a: %w", err)
 	}
 	if err := walk(rootFS, "/", func(name string, _ int64) error { l.RootFiles = append(l.RootFiles, name); return nil }); err != nil {
 		return l, err
 	}
-	b, err := readAll(rootFS, layout.ImageInfo)
+	info, err := readAll(rootFS, layout.ImageInfo)
 	if err != nil {
 		return l, fmt.Errorf("root a: %w", err)
 	}
-	if err := json.Unmarshal(b, &l.Root); err != nil {
+	if err := json.Unmarshal(info, &l.Root); err != nil {
 		return l, fmt.Errorf("root a: %s: %w", layout.ImageInfo, err)
 	}
 	k, err := readAll(rootFS, layout.UpdateKey)
@@ -149,16 +156,26 @@ func Inspect(p string) (Layout, error) {
 func readAll(f filesystem.FileSystem, p string) ([]byte, error) {
 	fh, err := f.OpenFile(p, os.O_RDONLY)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", p, err)
+		// go-diskfs's file systems differ on a leading slash.
+		if fh, err = f.OpenFile(strings.TrimPrefix(p, "/"), os.O_RDONLY); err != nil {
+			return nil, fmt.Errorf("opening %s: %w", p, err)
+		}
 	}
 	defer fh.Close()
 	return io.ReadAll(fh)
 }
 
 func walk(f filesystem.FileSystem, dir string, fn func(name string, size int64) error) error {
-	des, err := f.ReadDir(dir)
+	// go-diskfs's FAT wants io/fs paths ("." and "a/b"), its squashfs "/a/b".
+	rel := strings.TrimPrefix(dir, "/")
+	if rel == "" {
+		rel = "."
+	}
+	des, err := f.ReadDir(rel)
 	if err != nil {
-		return fmt.Errorf("listing %s: %w", dir, err)
+		if des, err = f.ReadDir(dir); err != nil {
+			return fmt.Errorf("listing %s: %w", dir, err)
+		}
 	}
 	for _, de := range des {
 		if de.Name() == "." || de.Name() == ".." {
@@ -183,3 +200,17 @@ func walk(f filesystem.FileSystem, dir string, fn func(name string, size int64) 
 }
 
 var _ fs.DirEntry
+
+// ReadRootFile reads a file from an image's root slot a.
+func ReadRootFile(img, name string) ([]byte, error) {
+	b, err := file.OpenFromPath(img, true)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Close()
+	rootFS, err := squashfs.Read(b, layout.SlotSize, partOffset(layout.PartA), 0)
+	if err != nil {
+		return nil, fmt.Errorf("reading root a: %w", err)
+	}
+	return readAll(rootFS, name)
+}
