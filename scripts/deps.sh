@@ -23,6 +23,9 @@ packages=(
   chromium libnss3-tools
   # benchmarks: the same job done by the usual tools, side by side
   kea-admin dnsperf dnsmasq-base
+  # the board: the PC image's boot loader (make image), and the image booted in
+  # a VM with UEFI firmware (integration/board)
+  systemd-boot-efi qemu-system-x86 ovmf
 )
 
 missing=()

@@ -449,9 +449,14 @@ func (in *Init) console() {
 			in.say("commands: status, setup-code, factory-reset, reboot, poweroff")
 		case "status":
 			in.mu.Lock()
-			s := in.state
+			s, d := in.state, in.daemon
 			in.mu.Unlock()
 			in.say("%s %s slot %s: %s", in.board, in.image.Version, in.image.Slot, s)
+			daemonRSS := int64(0)
+			if d != nil && d.Process != nil {
+				daemonRSS = rss(fmt.Sprintf("/proc/%d/status", d.Process.Pid))
+			}
+			in.say("memory: init %d KiB, daemon %d KiB resident; %d KiB available", rss("/proc/self/status"), daemonRSS, memAvailable())
 		case "setup-code":
 			in.sayCode()
 		case "factory-reset":
@@ -465,6 +470,27 @@ func (in *Init) console() {
 			in.say("unknown command %q (help lists them)", line)
 		}
 	}
+}
+
+// rss reads VmRSS (KiB) from a /proc status file.
+func rss(path string) int64 { return procField(path, "VmRSS:") }
+
+// memAvailable reads MemAvailable (KiB).
+func memAvailable() int64 { return procField("/proc/meminfo", "MemAvailable:") }
+
+func procField(path, field string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, field); ok {
+			var n int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &n)
+			return n
+		}
+	}
+	return 0
 }
 
 // boardSerial is the board's serial number (a Pi's, else the machine id).

@@ -374,4 +374,49 @@ func TestImageInQEMU(t *testing.T) {
 			}
 		}
 	})
+	t.Run("idle memory", func(t *testing.T) {
+		time.Sleep(5 * time.Second)
+		mark := box.Mark()
+		box.Type("status")
+		m, _, err := box.Wait(ctx, mark, `redoubt: memory: init (\d+) KiB, daemon (\d+) KiB resident; (\d+) KiB available`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("idle resident memory: init %s KiB, daemon %s KiB (unlocked, no VPN or team mesh); %s KiB available of 1 GiB", m[1], m[2], m[3])
+	})
+	t.Run("factory reset from the console", func(t *testing.T) {
+		mark := box.Mark()
+		box.Type("factory-reset")
+		if _, mark, err = box.Wait(ctx, mark, `Type 'erase everything' to go on`); err != nil {
+			t.Fatal(err)
+		}
+		box.Type("erase everything")
+		if _, mark, err = box.Wait(ctx, mark, `redoubt: data partition wiped`); err != nil {
+			t.Fatal(err)
+		}
+		m, _, err := box.Wait(ctx, mark, `redoubt: setup code: (\S+)`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m[1] == code {
+			t.Fatal("the box came back with the old setup code")
+		}
+		// The box is new: the setup page asks for the code again.
+		c := laptopClient(t, l, nil)
+		var resp *http.Response
+		for i := 0; i < 30; i++ {
+			if resp, err = c.Get(boxURL + "/setup"); err == nil {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "setup code") {
+			t.Fatalf("after the reset: %d\n%.400s", resp.StatusCode, b)
+		}
+	})
 }
