@@ -1,7 +1,6 @@
 package image
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -274,8 +273,6 @@ func copyInto(dst, src string, off int64) error {
 
 // DigestFile is the SHA-256 of a file, hex.
 func DigestFile(p string) (string, error) { return sha256File(p) }
-
-var _ = sha256.New
 
 const readme = `This is the boot partition of a Redoubt box.
 

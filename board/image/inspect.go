@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"sort"
@@ -12,8 +11,8 @@ import (
 
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/backend/file"
-	"github.com/diskfs/go-diskfs/filesystem/squashfs"
 	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/filesystem/squashfs"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/diskfs/go-diskfs/partition/mbr"
 
@@ -198,8 +197,6 @@ func walk(f filesystem.FileSystem, dir string, fn func(name string, size int64) 
 	}
 	return nil
 }
-
-var _ fs.DirEntry
 
 // ReadRootFile reads a file from an image's root slot a.
 func ReadRootFile(img, name string) ([]byte, error) {

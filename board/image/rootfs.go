@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/squashfs"
@@ -111,10 +110,4 @@ func stampTree(root string, in Inputs) error {
 		}
 	}
 	return nil
-}
-
-// isUnder reports whether p is inside dir.
-func isUnder(p, dir string) bool {
-	rel, err := filepath.Rel(dir, p)
-	return err == nil && !strings.HasPrefix(rel, "..")
 }

@@ -26,8 +26,8 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/redoubt/redoubt/board/image"
-	vm "github.com/redoubt/redoubt/board/vmtest"
 	"github.com/redoubt/redoubt/board/layout"
+	vm "github.com/redoubt/redoubt/board/vmtest"
 	"github.com/redoubt/redoubt/lab"
 	"github.com/redoubt/redoubt/lab/labtest"
 )
