@@ -39,7 +39,8 @@ func Require() error {
 	return nil
 }
 
-// NIC is a network card of the VM on a TAP device.
+// NIC is a network card of the VM on a TAP device, or (Tap empty) on QEMU's
+// own isolated user network (restrict=on: nothing reaches the host's networks).
 type NIC struct {
 	Tap string
 	MAC string
@@ -54,6 +55,11 @@ type Config struct {
 	Wrap   []string
 	Memory int // MiB, default 1024
 	Accel  string
+	// Arm64 boots a Pi image on QEMU's virt machine (Cortex-A72) with the
+	// kernel given directly (there is no Pi firmware in QEMU): Kernel is the
+	// image's kernel, Append its command line.
+	Arm64          bool
+	Kernel, Append string
 	Logf   func(string, ...any)
 }
 
@@ -93,14 +99,22 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 		"-drive", "file=" + c.Image + ",format=raw,if=virtio,cache=unsafe",
 		"-device", "i6300esb", "-action", "watchdog=reset",
 	}
-	if c.Accel == "tcg" {
+	if c.Arm64 {
+		args = []string{"qemu-system-aarch64", "-machine", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", fmt.Sprint(c.Memory),
+			"-display", "none", "-monitor", "none", "-serial", "stdio", "-no-user-config", "-nodefaults",
+			"-kernel", c.Kernel, "-append", c.Append,
+			"-drive", "file=" + c.Image + ",format=raw,if=virtio,cache=unsafe"}
+	} else if c.Accel == "tcg" {
 		args = append(args, "-cpu", "max")
 	} else {
 		args = append(args, "-cpu", "host", "-smp", "2")
 	}
 	for i, n := range c.NICs {
-		args = append(args, "-netdev", fmt.Sprintf("tap,id=n%d,ifname=%s,script=no,downscript=no", i, n.Tap),
-			"-device", fmt.Sprintf("virtio-net-pci,netdev=n%d,mac=%s", i, n.MAC))
+		netdev := fmt.Sprintf("tap,id=n%d,ifname=%s,script=no,downscript=no", i, n.Tap)
+		if n.Tap == "" {
+			netdev = fmt.Sprintf("user,id=n%d,restrict=on", i)
+		}
+		args = append(args, "-netdev", netdev, "-device", fmt.Sprintf("virtio-net-pci,netdev=n%d,mac=%s", i, n.MAC))
 	}
 	args = append(c.Wrap, args...)
 	cmd := exec.Command(args[0], args[1:]...)
