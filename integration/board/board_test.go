@@ -121,7 +121,7 @@ address = "192.168.1.2/24"
 gateway = "192.168.1.1"
 
 [update]
-trial_system = "40s"
+trial_system = "25s"
 trial_unlock = "5m"
 `
 	if err := image.PutBootFile(f.image, layout.HeadlessConfig, []byte(cfg)); err != nil {
@@ -251,6 +251,17 @@ func TestImageInQEMU(t *testing.T) {
 		}
 		t.Logf("lease %s %s after power-on", ev.Addr, time.Since(start).Round(time.Millisecond))
 	})
+	memory := func(t *testing.T, when string) {
+		time.Sleep(5 * time.Second)
+		mark := box.Mark()
+		box.Type("status")
+		m, _, err := box.Wait(ctx, mark, `redoubt: memory: init (\d+) KiB, daemon (\d+) KiB resident; (\d+) KiB available`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("idle resident memory (%s): init %s KiB, daemon %s KiB; %s KiB available of 1 GiB", when, m[1], m[2], m[3])
+	}
+	t.Run("idle memory before setup", func(t *testing.T) { memory(t, "waiting for setup, one laptop leased") })
 	plain := laptopClient(t, l, nil)
 	t.Run("setup page", func(t *testing.T) {
 		resp, err := plain.Get(boxURL + "/setup")
@@ -374,16 +385,7 @@ func TestImageInQEMU(t *testing.T) {
 			}
 		}
 	})
-	t.Run("idle memory", func(t *testing.T) {
-		time.Sleep(5 * time.Second)
-		mark := box.Mark()
-		box.Type("status")
-		m, _, err := box.Wait(ctx, mark, `redoubt: memory: init (\d+) KiB, daemon (\d+) KiB resident; (\d+) KiB available`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("idle resident memory: init %s KiB, daemon %s KiB (unlocked, no VPN or team mesh); %s KiB available of 1 GiB", m[1], m[2], m[3])
-	})
+	t.Run("idle memory after the unlock", func(t *testing.T) { memory(t, "unlocked, no VPN or team mesh") })
 	t.Run("factory reset from the console", func(t *testing.T) {
 		mark := box.Mark()
 		box.Type("factory-reset")
