@@ -60,7 +60,7 @@ type Config struct {
 	// image's kernel, Append its command line.
 	Arm64          bool
 	Kernel, Append string
-	Logf   func(string, ...any)
+	Logf           func(string, ...any)
 }
 
 // VM is a running VM.
