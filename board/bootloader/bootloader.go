@@ -87,7 +87,9 @@ func PiConfig(s layout.Slot) string {
 	return "# Redoubt: the slot's directory holds its kernel, device trees, overlays\n" +
 		"# and cmdline.txt. Written by the box; tryboot.txt is the trial slot.\n" +
 		"arm_64bit=1\nos_prefix=" + layout.SlotDir(s) + "/\nkernel=" + layout.RPi.KernelName() + "\n" +
-		"disable_splash=1\nenable_uart=1\n"
+		"disable_splash=1\nenable_uart=1\n" +
+		"# The USB-C port as a USB device (the gadget, [board] gadget in redoubt.toml).\n" +
+		"dtoverlay=dwc2,dr_mode=peripheral\n"
 }
 
 // State is what the boot partition says.

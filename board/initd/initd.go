@@ -424,12 +424,14 @@ func (in *Init) watchdog() {
 	}
 }
 
-// console answers commands typed on the console: physical access to the box.
+// console answers commands typed on the consoles: physical access to the box.
 func (in *Init) console() {
-	f, err := os.Open("/dev/console")
-	if err != nil {
-		return
+	for _, f := range openConsoles(os.O_RDONLY) {
+		go in.commands(f)
 	}
+}
+
+func (in *Init) commands(f *os.File) {
 	sc := bufio.NewScanner(f)
 	confirm := false
 	for sc.Scan() {
@@ -560,9 +562,46 @@ func (in *Init) poweroff() {
 	select {}
 }
 
-func openConsole() io.Writer {
-	if f, err := os.OpenFile("/dev/console", os.O_WRONLY, 0); err == nil {
-		return f
+// openConsoles opens where init speaks and listens: the kernel's console
+// (the last console= on the command line, a serial port) and the screen's
+// (tty0), once each when they are the same device.
+func openConsoles(flag int) []*os.File {
+	var out []*os.File
+	seen := map[uint64]bool{}
+	for _, p := range [...]string{"/dev/console", "/dev/tty0"} {
+		f, err := os.OpenFile(p, flag|unix.O_NOCTTY, 0)
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &st) == nil && seen[st.Rdev] {
+			f.Close()
+			continue
+		}
+		seen[st.Rdev] = true
+		out = append(out, f)
 	}
-	return os.Stderr
+	return out
+}
+
+func openConsole() io.Writer {
+	fs := openConsoles(os.O_WRONLY)
+	if len(fs) == 0 {
+		return os.Stderr
+	}
+	ws := make(bestEffort, len(fs))
+	for i, f := range fs {
+		ws[i] = f
+	}
+	return ws
+}
+
+// bestEffort writes to every console; one that fails does not stop the others.
+type bestEffort []io.Writer
+
+func (b bestEffort) Write(p []byte) (int, error) {
+	for _, w := range b {
+		w.Write(p)
+	}
+	return len(p), nil
 }
