@@ -121,7 +121,11 @@ func ReadVerifier(root string) (note.Verifier, error) {
 	return v, nil
 }
 
-// AuditFunc records an update event in the box's audit log.
+// AuditFunc records an update event in the box's audit log: action is
+// "update " and the outcome (refused, staged, kept, failed, rolled-back),
+// subject the version, detail the manifest's SHA-256 and what happened (at
+// most 1 KiB). Staged and refused follow the owner's upload; kept, failed and
+// rolled-back are the box's own doing.
 type AuditFunc func(action, subject, detail string)
 
 // Deps are what the updater works on.
@@ -272,7 +276,7 @@ func (u *Updater) apply(ctx context.Context, r io.Reader, source string) (bundle
 	}
 	st.Staged = &Staged{Slot: target, Version: m.Version, Hash: m.Hash(), At: u.deps.Now()}
 	st.add(Event{At: u.deps.Now(), Outcome: OutcomeStaged, Version: m.Version, Hash: m.Hash(), Slot: target, Source: source,
-		Detail: fmt.Sprintf("written in %.1fs; boot files %s", u.deps.Now().Sub(start).Seconds(), strings.Join(written, ", "))})
+		Detail: fmt.Sprintf("written to slot %s in %.1fs (root and %d boot files)", target, u.deps.Now().Sub(start).Seconds(), len(written))})
 	if err := u.deps.Store.Save(st); err != nil {
 		u.deps.Loader.Discard(target)
 		return m, err
@@ -443,6 +447,9 @@ func (u *Updater) flushAuditLocked() {
 		detail := e.Detail
 		if e.Hash != "" {
 			detail = strings.TrimSpace("manifest sha256 " + e.Hash + "; " + detail)
+		}
+		if len(detail) > 1024 {
+			detail = detail[:1024]
 		}
 		u.deps.Audit("update "+e.Outcome, e.Version, detail)
 		e.Audited, changed = true, true
