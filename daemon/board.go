@@ -141,7 +141,11 @@ func (b *Box) healthChecker() *health.Checker {
 				if b.vault == nil {
 					return errors.New("the vault is not open")
 				}
-				b.vault.Initialized() // reads the file's header
+				// After setup the vault's header must read: a version that
+				// cannot read it could never unlock the box.
+				if b.setup.Done() && !b.vault.Initialized() {
+					return errors.New("setup is done but the vault's header does not read (damaged, or a format this version does not know)")
+				}
 				return nil
 			}},
 		},
