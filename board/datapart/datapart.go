@@ -87,15 +87,24 @@ func (d Disk) Grow() (grown bool, err error) {
 		return false, fmt.Errorf("opening the boot disk: %w", err)
 	}
 	defer f.Close()
-	var mbr [512]byte
-	if _, err := f.ReadAt(mbr[:], 0); err != nil {
+	start, size, grown, err := growTable(f, diskSize)
+	if err != nil || !grown {
 		return false, err
 	}
-	var start, size uint64 // sectors
+	return true, resizePart(f, layout.PartData, int64(start)*layout.SectorSize, int64(size)*layout.SectorSize)
+}
+
+// growTable extends the data partition to the end of a disk of diskSize
+// bytes in its partition table, returning its new extent in sectors.
+func growTable(f *os.File, diskSize int64) (start, size uint64, grown bool, err error) {
+	var mbr [512]byte
+	if _, err := f.ReadAt(mbr[:], 0); err != nil {
+		return 0, 0, false, err
+	}
 	if mbr[450] == 0xee {  // protective MBR: GPT
 		t, err := gpt.Read(f, layout.SectorSize, layout.SectorSize)
 		if err != nil {
-			return false, fmt.Errorf("reading the GPT: %w", err)
+			return 0, 0, false, fmt.Errorf("reading the GPT: %w", err)
 		}
 		var p *gpt.Partition
 		for _, q := range t.Partitions {
@@ -104,17 +113,17 @@ func (d Disk) Grow() (grown bool, err error) {
 			}
 		}
 		if p == nil {
-			return false, errors.New("the GPT has no data partition")
+			return 0, 0, false, errors.New("the GPT has no data partition")
 		}
 		last := uint64(diskSize-layout.GPTTailBytes)/layout.SectorSize - 1
 		last -= (last + 1) % (layout.MiB / layout.SectorSize) // end on a MiB
 		if p.End+layout.MiB/layout.SectorSize >= last {
-			return false, nil
+			return 0, 0, false, nil
 		}
 		p.End = last
 		p.Size = (p.End - p.Start + 1) * layout.SectorSize
 		if err := t.Write(f, diskSize); err != nil {
-			return false, fmt.Errorf("writing the GPT: %w", err)
+			return 0, 0, false, fmt.Errorf("writing the GPT: %w", err)
 		}
 		start, size = p.Start, p.End-p.Start+1
 	} else {
@@ -127,18 +136,18 @@ func (d Disk) Grow() (grown bool, err error) {
 			total = 1<<32 - 1
 		}
 		if start+cur+layout.MiB/layout.SectorSize >= total {
-			return false, nil
+			return 0, 0, false, nil
 		}
 		size = total - start
 		putLE32(e[12:], uint32(size))
 		if _, err := f.WriteAt(mbr[:], 0); err != nil {
-			return false, fmt.Errorf("writing the MBR: %w", err)
+			return 0, 0, false, fmt.Errorf("writing the MBR: %w", err)
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return false, err
+		return 0, 0, false, err
 	}
-	return true, resizePart(f, layout.PartData, int64(start)*layout.SectorSize, int64(size)*layout.SectorSize)
+	return start, size, true, nil
 }
 
 // resizePart tells the kernel partition n's new extent (BLKPG), which works
