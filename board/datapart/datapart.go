@@ -101,7 +101,7 @@ func growTable(f *os.File, diskSize int64) (start, size uint64, grown bool, err 
 	if _, err := f.ReadAt(mbr[:], 0); err != nil {
 		return 0, 0, false, err
 	}
-	if mbr[450] == 0xee {  // protective MBR: GPT
+	if mbr[450] == 0xee { // protective MBR: GPT
 		t, err := gpt.Read(f, layout.SectorSize, layout.SectorSize)
 		if err != nil {
 			return 0, 0, false, fmt.Errorf("reading the GPT: %w", err)
