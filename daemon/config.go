@@ -69,7 +69,8 @@ type SetupConfig struct {
 
 // StateConfig says where the box keeps what it must remember.
 type StateConfig struct {
-	// Dir holds the box's state (default /var/lib/redoubt).
+	// Dir holds the box's state (default /var/lib/redoubt, or
+	// $REDOUBT_STATE_DIR, which a board's init sets to the data partition).
 	Dir string `toml:"dir"`
 }
 
