@@ -54,11 +54,31 @@ func Main(opts Options) {
 	con := openConsole()
 	log := slog.New(slog.NewTextHandler(con, &slog.HandlerOptions{Level: slog.LevelInfo})).With("room", "init")
 	in := &Init{opts: opts, con: con, log: log, leds: status.LEDs{}}
-	if err := in.run(); err != nil {
-		fmt.Fprintf(con, "redoubt: init failed: %v\n", err)
-		log.Error("init failed", "err", err)
+	err := in.run()
+	fmt.Fprintf(con, "redoubt: init failed: %v\n", err)
+	if in.bootedOnTrial() {
+		// A trial that cannot start: the previous slot comes back.
+		in.reboot(false, "going back to the previous version")
 	}
-	in.reboot(false, "")
+	// Otherwise restarting would only fail again: stay up, say so, and keep
+	// the console for a factory reset.
+	in.show(status.Failing)
+	go in.console()
+	select {}
+}
+
+// bootedOnTrial says, from the boot partition alone, whether this boot is an
+// update's trial: systemd-boot has spent the running slot's try, or the Pi's
+// config.txt names the other slot.
+func (in *Init) bootedOnTrial() bool {
+	if in.load == nil || in.image.Slot == "" {
+		return false
+	}
+	st, err := in.load.State()
+	if err != nil {
+		return false
+	}
+	return st.Failed == in.image.Slot || st.Default != in.image.Slot
 }
 
 // Init is the running init.
