@@ -174,6 +174,10 @@ func (b *Box) healthChecker() *health.Checker {
 // sealHeadless puts the VPN config and Headscale details the owner left on
 // the boot partition into the vault, once it is open, and deletes them.
 func (b *Box) sealHeadless() {
+	if !b.sealing.CompareAndSwap(false, true) {
+		return // an earlier unlock's is still trying
+	}
+	defer b.sealing.Store(false)
 	dir := b.config().State.Dir
 	if raw, ok, err := headless.Pending(dir, layout.HeadlessVPN); err != nil {
 		b.log.Warn("reading the boot partition's VPN config", "err", err)

@@ -141,6 +141,7 @@ type Box struct {
 	vpn     *external.VPN
 	mesh    *mesh
 	updater *update.Updater // nil unless started from a Redoubt image
+	sealing atomic.Bool     // sealHeadless is running
 	errc    chan error
 	restart chan struct{}
 }
