@@ -172,6 +172,20 @@ func (b *Box) loadMeshSettings() (meshSettings, bool, error) {
 // SetMeshSettings checks, keeps and applies the owner's mesh settings: the
 // Headscale address and API key are tried before they are kept.
 func (b *Box) SetMeshSettings(ctx context.Context, s meshSettings) error {
+	if err := b.checkMeshSettings(ctx, s); err != nil {
+		return err
+	}
+	raw, _ := json.Marshal(s)
+	if err := b.vault.Put(meshBucket, meshKey, raw); err != nil {
+		return err
+	}
+	b.log.Info("team mesh set up", "login_server", s.LoginServer)
+	return b.meshUp()
+}
+
+// checkMeshSettings tries the owner's Headscale address and API key, through the
+// VPN, without keeping them.
+func (b *Box) checkMeshSettings(ctx context.Context, s meshSettings) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
@@ -185,12 +199,7 @@ func (b *Box) SetMeshSettings(ctx context.Context, s meshSettings) error {
 	if _, err := hs.ListUsers(ctx); err != nil {
 		return fmt.Errorf("Headscale refused the API key: %w", err)
 	}
-	raw, _ := json.Marshal(s)
-	if err := b.vault.Put(meshBucket, meshKey, raw); err != nil {
-		return err
-	}
-	b.log.Info("team mesh set up", "login_server", s.LoginServer)
-	return b.meshUp()
+	return nil
 }
 
 // meshUp applies the mesh settings in the vault: the members' manager gets its

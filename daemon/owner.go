@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -74,6 +73,7 @@ func (b *Box) startUI(cfg Config) error {
 		Addr:     func() netip.Addr { return b.lan.Load().Addr() },
 		Names:    b.uiNames,
 		Steps:    b.uiSteps(),
+		Sections: b.uiSections(),
 		Team:     (*ownerTeam)(b),
 		Updates:  b.uiUpdates(),
 	})
@@ -162,32 +162,20 @@ func (b *Box) deviceNames() (byMAC, byIP map[string]string) {
 
 func (o *ownerBox) Devices() []ui.Device {
 	b := o.box()
-	stopped := map[string]uint64{}
-	for _, d := range b.leaks.Counters().Devices {
-		stopped[d.MAC] = d.Total
-	}
 	var out []ui.Device
 	for _, l := range b.dhcpLeases() {
 		if l.State == "declined" {
 			continue
 		}
 		out = append(out, ui.Device{Name: l.Hostname, MAC: l.MAC, IP: l.Address.String(), Vendor: l.VendorClass,
-			FirstSeen: l.FirstSeen, Expires: l.Expiry, Stopped: stopped[l.MAC], Owner: l.Owner})
+			FirstSeen: l.FirstSeen, Expires: l.Expiry, Owner: l.Owner})
 	}
 	slices.SortFunc(out, func(a, c ui.Device) int { return cmp.Compare(c.Expires.Unix(), a.Expires.Unix()) })
 	return out
 }
 
-// stoppedLeak turns a leak log entry into the UI's row.
+// stoppedLeak turns a leak log entry into the UI's.
 func stoppedLeak(e leaklog.Entry, byMAC map[string]string) ui.Stopped {
-	what := e.Proto
-	if e.App != "" {
-		what += "/" + e.App
-	}
-	dst := e.Dst
-	if e.DstPort != 0 && dst != "" {
-		dst = net.JoinHostPort(e.Dst, fmt.Sprint(e.DstPort))
-	}
 	dev := byMAC[e.MAC]
 	if dev == "" {
 		dev = e.MAC
@@ -195,11 +183,16 @@ func stoppedLeak(e leaklog.Entry, byMAC map[string]string) ui.Stopped {
 			dev = e.Src
 		}
 	}
-	return ui.Stopped{Source: "connection", Category: e.Kind, Device: dev, What: what, Destination: dst, Name: e.Name,
-		Count: e.Count, First: e.First, Last: e.Last}
+	s := ui.Stopped{Source: "connection", Category: e.Kind, Device: dev, MAC: e.MAC, IP: e.Src, Proto: e.Proto, App: e.App,
+		Dst: e.Dst, Port: e.DstPort, Name: e.Name, Count: e.Count, First: e.First, Last: e.Last}
+	if e.Name != "" {
+		c, who := querylog.Explain(querylog.Normalize(e.Name))
+		s.Class, s.Who = c.String(), who
+	}
+	return s
 }
 
-// stoppedQuery turns a query log entry into the UI's row; only names the box
+// stoppedQuery turns a query log entry into the UI's; only names the box
 // refused to resolve count as stopped.
 func stoppedQuery(e querylog.Entry, byIP map[string]string) (ui.Stopped, bool) {
 	if e.Answer != querylog.Stopped.String() {
@@ -209,8 +202,9 @@ func stoppedQuery(e querylog.Entry, byIP map[string]string) (ui.Stopped, bool) {
 	if dev == "" {
 		dev = e.Client
 	}
-	return ui.Stopped{Source: "dns", Category: "dns " + e.Class, Device: dev, What: "dns " + strings.Join(e.Types, " "),
-		Name: e.Name, Count: e.Count, First: e.First, Last: e.Last}, true
+	_, who := querylog.Explain(e.Name)
+	return ui.Stopped{Source: "dns", Category: "dns", Class: e.Class, Who: who, Device: dev, MAC: e.MAC, IP: e.Client,
+		Types: e.Types, Name: e.Name, Count: e.Count, First: e.First, Last: e.Last}, true
 }
 
 func (o *ownerBox) Stopped() []ui.Stopped {
@@ -229,6 +223,64 @@ func (o *ownerBox) Stopped() []ui.Stopped {
 	}
 	slices.SortFunc(out, func(a, c ui.Stopped) int { return c.Last.Compare(a.Last) })
 	return out
+}
+
+// Tally counts what was stopped since the box started, from the logs' counters
+// (which, unlike their entries, lose nothing): the leak log's kinds, and the
+// names the resolver refused as "dns", per device by hardware address.
+func (o *ownerBox) Tally() ui.Tally {
+	b := o.box()
+	lc := b.leaks.Counters()
+	t := ui.Tally{Since: b.started, ByKind: map[string]uint64{}, Evicted: lc.Evicted}
+	for k, n := range lc.ByKind {
+		t.ByKind[k] += n
+	}
+	devices := map[string]*ui.DeviceTally{}
+	device := func(mac, ip string) *ui.DeviceTally {
+		k := strings.ToLower(mac)
+		if k == "" {
+			k = ip
+		}
+		d := devices[k]
+		if d == nil {
+			d = &ui.DeviceTally{MAC: strings.ToLower(mac), IP: ip, ByKind: map[string]uint64{}}
+			devices[k] = d
+		}
+		if d.IP == "" {
+			d.IP = ip
+		}
+		return d
+	}
+	for _, dc := range lc.Devices {
+		d := device(dc.MAC, dc.IP)
+		for k, n := range dc.ByKind {
+			d.ByKind[k] += n
+		}
+	}
+	if b.queries != nil {
+		qc := b.queries.Counters()
+		t.Evicted += qc.Evicted
+		macOf := map[string]string{}
+		for _, l := range b.dhcpLeases() {
+			macOf[l.Address.String()] = l.MAC
+		}
+		for _, dc := range qc.Devices {
+			if dc.Stopped == 0 {
+				continue
+			}
+			t.ByKind["dns"] += dc.Stopped
+			mac := dc.MAC
+			if mac == "" {
+				mac = macOf[dc.Client]
+			}
+			device(mac, dc.Client).ByKind["dns"] += dc.Stopped
+		}
+	}
+	for _, d := range devices {
+		t.Devices = append(t.Devices, *d)
+	}
+	slices.SortFunc(t.Devices, func(a, c ui.DeviceTally) int { return cmp.Compare(a.MAC+a.IP, c.MAC+c.IP) })
+	return t
 }
 
 // SubscribeStopped merges the leak log's and the query log's live feeds.
@@ -291,8 +343,7 @@ func (o *ownerBox) Chart(window, step time.Duration) timeseries.Snapshot {
 	b := o.box()
 	snap := b.leaks.Series(window, step)
 	if b.queries != nil {
-		q := b.queries.Series(window, step)
-		snap = mergeSnapshots(snap, q, "dns ")
+		snap = withNames(snap, b.queries.Series(window, step))
 	}
 	// "none" is never a drop.
 	if i := slices.Index(snap.Categories, "none"); i >= 0 {
@@ -304,17 +355,19 @@ func (o *ownerBox) Chart(window, step time.Duration) timeseries.Snapshot {
 	return snap
 }
 
-// mergeSnapshots appends b's categories (prefixed) to a's; both cover the same
-// buckets.
-func mergeSnapshots(a, b timeseries.Snapshot, prefix string) timeseries.Snapshot {
-	if len(a.Counts) != len(b.Counts) {
+// withNames adds the names the resolver refused (q, per class) to a as one
+// kind, "dns"; both cover the same buckets.
+func withNames(a, q timeseries.Snapshot) timeseries.Snapshot {
+	if len(a.Counts) != len(q.Counts) {
 		return a
 	}
-	for _, c := range b.Categories {
-		a.Categories = append(a.Categories, prefix+c)
-	}
+	a.Categories = append(a.Categories, "dns")
 	for i := range a.Counts {
-		a.Counts[i] = append(a.Counts[i], b.Counts[i]...)
+		var n uint64
+		for _, c := range q.Counts[i] {
+			n += c
+		}
+		a.Counts[i] = append(a.Counts[i], n)
 	}
 	return a
 }
@@ -480,6 +533,10 @@ func (o *ownerBox) Locked() {
 }
 
 func (o *ownerBox) SetupDone() { b := o.box(); b.setBoxName(b.setup.BoxName()) }
+
+// Renamed: the owner named the box in the setup wizard; it answers to the name
+// from then on (the HTTPS certificate setup makes must cover it).
+func (o *ownerBox) Renamed() { b := o.box(); b.setBoxName(b.setup.BoxName()) }
 
 // setBoxName gives the box's DNS name the owner's choice ("" for the default).
 func (b *Box) setBoxName(name string) {

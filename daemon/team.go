@@ -28,8 +28,9 @@ func (t *ownerTeam) Status() ui.TeamStatus {
 	if p, err := t.m().Policy(); err == nil {
 		st.ReachEachOther = p.MembersReachEachOther
 	}
-	if state, detail := b.meshState(); state != "up" && ms.Configured {
-		st.Detail = strings.TrimSpace(st.Detail + " The box's node: " + detail)
+	st.Detail = sentence(st.Detail)
+	if state, detail := b.meshState(); state != "up" && ms.Configured && detail != "" {
+		st.Detail = strings.TrimSpace(st.Detail + " The box's node: " + sentence(detail))
 	}
 	return st
 }
@@ -75,25 +76,56 @@ func (t *ownerTeam) Pending(ctx context.Context) ([]ui.PendingDevice, error) {
 
 func bundle(b members.Bundle) ui.Bundle {
 	return ui.Bundle{Member: b.Member, Expires: b.Expires, LoginServer: b.LoginServer, Shell: b.Shell, PowerShell: b.PowerShell,
-		QR: b.QR, MobileSteps: b.MobileSteps}
+		QR: b.QR, MobileSteps: b.MobileSteps, CAFingerprint: b.CAFingerprint}
+}
+
+// memberNameRule is what a member's name may be, in the pages' words.
+const memberNameRule = "Use 1 to 32 lower-case letters, digits and hyphens, starting with a letter and not ending with a hyphen, like “alice” or “field-team-2”."
+
+// teamError says a members' error in the owner's words, next to the field it is
+// about when there is one.
+func teamError(err error, name string) error {
+	switch {
+	case err == nil:
+		return nil
+	case members.ValidateName(name) != nil:
+		return &ui.FieldError{Field: "name", Message: memberNameRule}
+	case errors.Is(err, members.ErrExists):
+		return &ui.FieldError{Field: "name", Message: "There is already a member called “" + name + "” (on the box or on the Headscale server): choose another name."}
+	case errors.Is(err, members.ErrNoMember):
+		return errors.New("there is no member called “" + name + "”")
+	case errors.Is(err, members.ErrNotReady):
+		return errors.New("the team mesh is not set up yet: give the box your Headscale server in Settings, Team mesh")
+	}
+	return err
 }
 
 func (t *ownerTeam) Add(ctx context.Context, name, note string) (ui.Bundle, error) {
+	if err := members.ValidateName(name); err != nil {
+		return ui.Bundle{}, teamError(err, name)
+	}
 	b, err := t.m().Add(ctx, name, note)
-	return bundle(b), err
+	return bundle(b), teamError(err, name)
 }
 
 func (t *ownerTeam) Reissue(ctx context.Context, name string) (ui.Bundle, error) {
 	b, err := t.m().Reissue(ctx, name)
-	return bundle(b), err
+	return bundle(b), teamError(err, name)
 }
 
 func (t *ownerTeam) Rename(ctx context.Context, old, new string) error {
-	return t.m().Rename(ctx, old, new)
+	if err := members.ValidateName(new); err != nil {
+		return errors.New(memberNameRule)
+	}
+	err := t.m().Rename(ctx, old, new)
+	if errors.Is(err, members.ErrExists) {
+		return errors.New("there is already a member called “" + new + "”")
+	}
+	return teamError(err, old)
 }
 
 func (t *ownerTeam) Remove(ctx context.Context, name string) error {
-	return t.m().Remove(ctx, name)
+	return teamError(t.m().Remove(ctx, name), name)
 }
 
 func (t *ownerTeam) AddPending(ctx context.Context, link, name string) error {
@@ -123,7 +155,7 @@ func (s *meshStep) ID() string     { return "team" }
 func (s *meshStep) Title() string  { return "Team mesh" }
 func (s *meshStep) Optional() bool { return true }
 func (s *meshStep) Intro() string {
-	return "Your team reaches the box's apps from their own devices, from anywhere, over an encrypted network coordinated by your own Headscale server (reached only through the VPN). Give its address and an API key (on the server: headscale apikeys create --expiration 365d). You can also do this later, on the team page."
+	return "Your team reaches the box's apps from their own devices, from anywhere, over an encrypted network coordinated by your own Headscale server (reached only through the VPN). Give its address and an API key (on the server: headscale apikeys create --expiration 365d). You can also do this later, in Settings."
 }
 func (s *meshStep) Fields() []ui.Field {
 	return []ui.Field{

@@ -10,7 +10,6 @@ import (
 	"github.com/redoubt/redoubt/ui"
 	"github.com/redoubt/redoubt/ui/localapi"
 	"github.com/redoubt/redoubt/vpn/external"
-	"github.com/redoubt/redoubt/vpn/wgconfig"
 )
 
 // startVPN installs the WAN firewall, takes the WAN port and brings the external
@@ -74,7 +73,7 @@ func (b *Box) vpnServiceStates() (wanState, vpnState ui.ServiceState) {
 	case external.StateDown:
 		vpnState = ui.ServiceState{State: "down", Detail: st.Reason + ". Nothing of the box's own leaves meanwhile."}
 	default:
-		vpnState = ui.ServiceState{State: "not configured", Detail: "The box's own traffic does not leave it yet: add your VPN provider's WireGuard config in the settings."}
+		vpnState = ui.ServiceState{State: "not configured", Detail: "The box's own traffic does not leave it yet: add your VPN provider's WireGuard config in Settings."}
 	}
 	return wanState, vpnState
 }
@@ -87,29 +86,20 @@ func (s vpnStep) Title() string { return "VPN" }
 func (s vpnStep) Intro() string {
 	return "The box's own connections (to your team's coordination server, backups, time) leave only through a VPN, so the network you plug the box into sees one encrypted flow and nothing else. Paste the WireGuard configuration your VPN provider gave you (a .conf file with [Interface] and [Peer]). Its Endpoint must be an IP address."
 }
-func (s vpnStep) Optional() bool { return true }
-func (s vpnStep) Fields() []ui.Field {
-	return []ui.Field{{
-		Name: "config", Label: "WireGuard configuration", Type: "textarea",
-		Help:        "It holds a private key: it is kept sealed in the box's vault and never shown again.",
-		Placeholder: "[Interface]\nPrivateKey = …\nAddress = …\nDNS = …\n\n[Peer]\nPublicKey = …\nEndpoint = 198.51.100.7:51820\nAllowedIPs = 0.0.0.0/0, ::/0",
-	}}
-}
+func (s vpnStep) Optional() bool     { return true }
+func (s vpnStep) Fields() []ui.Field { return []ui.Field{vpnConfigField()} }
 
-// Submit applies the pasted config; a mistake is shown next to the field with
-// the line it is on.
+// Submit applies the pasted (or uploaded) config; a mistake is shown next to the
+// field with the line it is on.
 func (s vpnStep) Submit(values map[string]string) error {
 	if s.b.vpn == nil {
 		return errors.New("the VPN is not running on this box")
 	}
-	_, err := s.b.vpn.Set([]byte(strings.ReplaceAll(values["config"], "\r\n", "\n")))
-	var we *wgconfig.Error
-	switch {
-	case errors.As(err, &we):
-		return &ui.FieldError{Field: "config", Message: we.Error()}
-	case errors.Is(err, external.ErrFromFile):
-		return &ui.FieldError{Field: "config", Message: "This box's VPN is set in its config file; skip this step."}
-	case err != nil:
+	if err := setVPN(s.b.vpn, values["config"]); err != nil {
+		var fe *ui.FieldError
+		if errors.As(err, &fe) && strings.Contains(fe.Message, "config file") {
+			fe.Message = "This box's VPN is set in its config file; skip this step."
+		}
 		return err
 	}
 	// Give the tunnel a moment, so the next page can say it is up.

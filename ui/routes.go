@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"strings"
@@ -24,6 +26,13 @@ func (u *UI) Handler() http.Handler {
 	mux.HandleFunc("GET /ca.crt", u.caDownload)
 	mux.HandleFunc("GET /ca", u.caPage)
 	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
+	mux.HandleFunc("GET /trust-check", u.trustCheck)
+	// The leak self-test: any device on the LAN port, for its own traffic.
+	mux.HandleFunc("GET /selftest", u.selftestPage)
+	mux.HandleFunc("POST /selftest/runs", u.selftestStart)
+	mux.HandleFunc("POST /selftest/runs/{id}/outcomes", u.selftestOutcomes)
+	mux.HandleFunc("GET /selftest/runs/{id}", u.selftestResults)
+	mux.HandleFunc("/", u.notFound)
 
 	// First boot.
 	mux.HandleFunc("GET /setup", u.setupPage)
@@ -43,6 +52,7 @@ func (u *UI) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", u.signedIn(u.dashboard))
 	mux.HandleFunc("GET /devices", u.signedIn(u.devicesPage))
 	mux.HandleFunc("GET /stopped", u.signedIn(u.stoppedPage))
+	mux.HandleFunc("GET /help", u.signedIn(u.helpPage))
 	mux.HandleFunc("GET /events", u.signedIn(u.events))
 	mux.HandleFunc("GET /chart.svg", u.signedIn(u.chart))
 	mux.HandleFunc("GET /drops.pcap", u.signedIn(u.pcap))
@@ -60,6 +70,7 @@ func (u *UI) Handler() http.Handler {
 	mux.HandleFunc("POST /team/bundle/{id}/done", u.signedIn(u.changed(u.withTeam(u.teamDone))))
 	mux.HandleFunc("GET /settings", u.signedIn(u.settingsPage))
 	mux.HandleFunc("POST /settings", u.signedIn(u.changed(u.saveSettings)))
+	mux.HandleFunc("POST /settings/{id}", u.signedIn(u.changed(u.sectionSubmit)))
 	mux.HandleFunc("POST /settings/passphrase", u.signedIn(u.changed(u.changePassphrase)))
 	mux.HandleFunc("POST /settings/strength", u.signedIn(u.changed(func(w http.ResponseWriter, r *http.Request, _ *session) { u.strength(w, r) })))
 	mux.HandleFunc("POST /lock", u.signedIn(u.changed(u.lock)))
@@ -93,7 +104,14 @@ func (u *UI) guard(next http.Handler) http.Handler {
 			return
 		}
 		if r.TLS == nil && u.d.Setup.Done() && !plainAllowed(r.URL.Path) {
-			http.Redirect(w, r, "https://"+u.canonicalHost()+r.URL.RequestURI(), http.StatusMovedPermanently)
+			if r.Method == http.MethodGet || r.Method == http.MethodHead {
+				// The first plain visit: explain the box's certificate and
+				// offer it, then go on to HTTPS (by itself once this browser
+				// trusts the box).
+				u.trustPage(w, r)
+				return
+			}
+			http.Redirect(w, r, u.httpsURL(r), http.StatusSeeOther)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -101,10 +119,64 @@ func (u *UI) guard(next http.Handler) http.Handler {
 }
 
 // plainAllowed lists what stays on plain HTTP after setup: the CA certificate and
-// its instructions (to get HTTPS working: the page that ends setup is one), and
-// the captive-portal API.
+// its instructions (to get HTTPS working: the page that ends setup is one), the
+// captive-portal API, and the leak self-test (which must try plain HTTP, and a
+// secure page may not).
 func plainAllowed(p string) bool {
-	return p == "/ca.crt" || p == "/ca" || p == "/setup/done" || p == "/captive-portal/api" || strings.HasPrefix(p, "/static/")
+	return p == "/ca.crt" || p == "/ca" || p == "/setup/done" || p == "/captive-portal/api" || strings.HasPrefix(p, "/static/") ||
+		p == "/selftest" || strings.HasPrefix(p, "/selftest/")
+}
+
+// httpsURL is r's address over HTTPS, on the host the browser used (the box's
+// certificate covers its names and its address).
+func (u *UI) httpsURL(r *http.Request) string { return u.httpsOrigin(r) + r.URL.RequestURI() }
+
+// httpsOrigin is the box over HTTPS on the host r came by (the box's canonical
+// name when that host is not the box's).
+func (u *UI) httpsOrigin(r *http.Request) string {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if a, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil && a.Is6() {
+		host = "[" + a.String() + "]"
+	}
+	if host == "" || !u.allowedHost(host) {
+		host = u.canonicalHost()
+	}
+	return "https://" + strings.ToLower(host)
+}
+
+// trustPage is what a plain-HTTP visit finds once setup is done: what the box's
+// certificate is, how to install it, its fingerprint, and the way on to HTTPS.
+func (u *UI) trustPage(w http.ResponseWriter, r *http.Request) {
+	target := u.httpsURL(r)
+	v := u.caData(r, false)
+	v.Continue, v.Auto = target, true
+	u.render(w, r, http.StatusOK, "ca", view{Title: "Trust your box", Data: v})
+}
+
+// trustCheck answers the trust page's script over HTTPS: if this request
+// arrives at all, the browser trusts the box's certificate. Only the box's own
+// plain-HTTP pages may read the answer.
+func (u *UI) trustCheck(w http.ResponseWriter, r *http.Request) {
+	if o := r.Header.Get("Origin"); strings.HasPrefix(o, "http://") && u.allowedHost(strings.TrimPrefix(o, "http://")) {
+		w.Header().Set("Access-Control-Allow-Origin", o)
+		w.Header().Set("Vary", "Origin")
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// notFound is the page for an address the box does not have, with a way back.
+func (u *UI) notFound(w http.ResponseWriter, r *http.Request) {
+	back, label := "/", "Back to the dashboard"
+	if !u.d.Setup.Done() {
+		back, label = "/setup", "Back to setup"
+	}
+	u.render(w, r, http.StatusNotFound, "notfound", view{Title: "Not found", Data: struct {
+		Path, Back, Label string
+	}{r.URL.Path, back, label}})
 }
 
 // sameOrigin refuses cross-site requests by the browser's own account of them
@@ -179,15 +251,7 @@ type view struct {
 }
 
 func (u *UI) render(w http.ResponseWriter, r *http.Request, status int, page string, v view) {
-	pages := u.pages
-	if u.dev {
-		var err error
-		if pages, err = u.parsePages(); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-	}
-	t := pages[page]
+	t := u.templates()[page]
 	if t == nil {
 		http.Error(w, "missing page "+page, http.StatusInternalServerError)
 		return
@@ -240,7 +304,10 @@ func (u *UI) signedIn(next func(http.ResponseWriter, *http.Request, *session)) h
 // changed requires the session's CSRF token on a change.
 func (u *UI) changed(next func(http.ResponseWriter, *http.Request, *session)) func(http.ResponseWriter, *http.Request, *session) {
 	return func(w http.ResponseWriter, r *http.Request, s *session) {
-		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		if err := formValues(w, r); err != nil {
+			u.fail(w, r, http.StatusBadRequest, "The form could not be read (a file in it may be too large).")
+			return
+		}
 		if !validCSRF(s.csrf, r.PostFormValue("csrf")) {
 			u.d.Logger.Warn("refused a change without a valid CSRF token", "path", r.URL.Path)
 			u.fail(w, r, http.StatusForbidden, "This form has expired or did not come from the box. Reload the page and try again.")
@@ -284,12 +351,32 @@ func (u *UI) logf(r *http.Request, msg string, args ...any) {
 	u.d.Logger.Info(msg, append(args, slog.String("path", r.URL.Path))...)
 }
 
-// formValues reads a bounded form.
+// formValues reads a bounded form, URL-encoded or multipart (a form with a file).
 func formValues(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	r.Body = http.MaxBytesReader(w, r.Body, 2*maxUpload)
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		return r.ParseMultipartForm(2 * maxUpload)
+	}
 	return r.ParseForm()
 }
 
 // cookieAge is how long a session cookie lives in the browser; the server ends
 // the session sooner if it sits idle.
 var cookieAge = int(maxLifetime / time.Second)
+
+// signedInView reports whether r comes from a signed-in browser, for pages open
+// to everyone that show the menu to the owner (the CA page).
+func (u *UI) signedInView(r *http.Request) bool {
+	return r.TLS != nil && u.d.Setup.Done() && !u.d.Vault.Locked() && u.sess.get(cookieValue(r, sessionCookie)) != nil
+}
+
+// csrfOf is the signed-in browser's CSRF token, or "".
+func (u *UI) csrfOf(r *http.Request) string {
+	if r.TLS == nil {
+		return ""
+	}
+	if s := u.sess.get(cookieValue(r, sessionCookie)); s != nil {
+		return s.csrf
+	}
+	return ""
+}

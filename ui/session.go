@@ -29,6 +29,9 @@ type session struct {
 	csrf    string
 	created time.Time
 	last    time.Time
+	// flash is what the next page tells the owner about what they just did,
+	// and where (a settings section's ID); guarded by sessions.mu.
+	flash, flashAt string
 }
 
 // sessions holds signed-in browsers, keyed by the hash of their cookie, so a
@@ -111,6 +114,22 @@ func (s *sessions) expireLocked(now time.Time) {
 			delete(s.m, k)
 		}
 	}
+}
+
+// setFlash keeps a message for the session's next page.
+func (s *sessions) setFlash(ss *session, at, text string) {
+	s.mu.Lock()
+	ss.flash, ss.flashAt = text, at
+	s.mu.Unlock()
+}
+
+// takeFlash returns the session's message and forgets it.
+func (s *sessions) takeFlash(ss *session) (at, text string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, text = ss.flashAt, ss.flash
+	ss.flash, ss.flashAt = "", ""
+	return at, text
 }
 
 func (s *sessions) count() int {

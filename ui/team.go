@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -42,6 +43,8 @@ type Bundle struct {
 	PowerShell  string // install script for Windows
 	QR          []byte // PNG, for phones
 	MobileSteps []string
+	// CAFingerprint is the box's CA certificate's, which a phone installs.
+	CAFingerprint string
 }
 
 // TeamStatus is the team mesh at a glance.
@@ -126,6 +129,18 @@ type teamView struct {
 	Members []Member
 	Pending []PendingDevice
 	Err     string
+	// Values are the owner's answers, kept when a form is refused.
+	Values map[string]string
+}
+
+// teamError is a team change's error as the page says it: a *FieldError's
+// message as it is, anything else as a sentence.
+func teamError(err error) (field, msg string) {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fe.Field, sentence(fe.Message)
+	}
+	return "", sentence(err.Error())
 }
 
 // withTeam answers "no team mesh" on a box without one.
@@ -140,37 +155,44 @@ func (u *UI) withTeam(next func(http.ResponseWriter, *http.Request, *session)) f
 }
 
 func (u *UI) teamPage(w http.ResponseWriter, r *http.Request, s *session) {
-	u.renderTeam(w, r, s, http.StatusOK, nil, "")
+	u.renderTeam(w, r, s, http.StatusOK, nil, "", nil)
 }
 
-func (u *UI) renderTeam(w http.ResponseWriter, r *http.Request, s *session, status int, fields map[string]string, msg string) {
+func (u *UI) renderTeam(w http.ResponseWriter, r *http.Request, s *session, status int, fields map[string]string, msg string, values map[string]string) {
 	if u.d.Team == nil {
 		u.fail(w, r, http.StatusNotFound, "This box has no team mesh.")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
-	var v teamView
+	v := teamView{Values: values}
 	if u.d.Team.Status().Configured {
 		// Asking Headscale first: the status below is then what it just said.
 		var err error
 		if v.Members, err = u.d.Team.Members(ctx); err != nil {
-			v.Err = err.Error()
+			_, v.Err = teamError(err)
 		}
 		v.Pending, _ = u.d.Team.Pending(ctx)
 	}
 	v.Status = u.d.Team.Status()
-	u.render(w, r, status, "team", view{Title: "Team", CSRF: s.csrf, SignedIn: true, Data: v, Fields: fields, Error: msg,
-		Notice: r.URL.Query().Get("done")})
+	_, notice := u.sess.takeFlash(s)
+	u.render(w, r, status, "team", view{Title: "Team", CSRF: s.csrf, SignedIn: true, Data: v, Fields: fields, Error: msg, Notice: notice})
 }
 
 func (u *UI) teamAdd(w http.ResponseWriter, r *http.Request, s *session) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	name := strings.ToLower(strings.TrimSpace(r.PostFormValue("name")))
-	b, err := u.d.Team.Add(ctx, name, strings.TrimSpace(r.PostFormValue("note")))
+	note := strings.TrimSpace(r.PostFormValue("note"))
+	b, err := u.d.Team.Add(ctx, name, note)
 	if err != nil {
-		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, map[string]string{"name": err.Error()}, "")
+		field, msg := teamError(err)
+		kept := map[string]string{"name": r.PostFormValue("name"), "note": note}
+		if field == "" {
+			u.renderTeam(w, r, s, http.StatusUnprocessableEntity, nil, name+" could not be added: "+msg, kept)
+			return
+		}
+		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, map[string]string{field: msg}, "", kept)
 		return
 	}
 	u.logf(r, "member added", "member", name)
@@ -183,7 +205,8 @@ func (u *UI) teamReissue(w http.ResponseWriter, r *http.Request, s *session) {
 	name := r.PostFormValue("member")
 	b, err := u.d.Team.Reissue(ctx, name)
 	if err != nil {
-		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, nil, "A new invitation could not be made: "+err.Error())
+		_, msg := teamError(err)
+		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, nil, "A new invitation could not be made: "+msg, nil)
 		return
 	}
 	u.logf(r, "member invitation reissued", "member", name)
@@ -239,11 +262,13 @@ func (u *UI) teamRename(w http.ResponseWriter, r *http.Request, s *session) {
 	defer cancel()
 	old, next := r.PostFormValue("member"), strings.ToLower(strings.TrimSpace(r.PostFormValue("new_name")))
 	if err := u.d.Team.Rename(ctx, old, next); err != nil {
-		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, nil, "“"+old+"” could not be renamed: "+err.Error())
+		_, msg := teamError(err)
+		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, nil, "“"+old+"” could not be renamed: "+msg, map[string]string{"rename:" + old: r.PostFormValue("new_name")})
 		return
 	}
 	u.logf(r, "member renamed", "member", old, "to", next)
-	http.Redirect(w, r, "/team?done=Renamed.", http.StatusSeeOther)
+	u.sess.setFlash(s, "team", old+" is now called "+next+".")
+	http.Redirect(w, r, "/team", http.StatusSeeOther)
 }
 
 func (u *UI) teamRemove(w http.ResponseWriter, r *http.Request, s *session) {
@@ -251,15 +276,17 @@ func (u *UI) teamRemove(w http.ResponseWriter, r *http.Request, s *session) {
 	defer cancel()
 	name := r.PostFormValue("member")
 	if r.PostFormValue("confirm") != name {
-		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, nil, "To remove "+name+", type their name in the box next to the button.")
+		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, nil, "To remove "+name+", type their name in the box next to the button.", nil)
 		return
 	}
 	if err := u.d.Team.Remove(ctx, name); err != nil {
-		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, nil, name+" could not be removed: "+err.Error())
+		_, msg := teamError(err)
+		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, nil, name+" could not be removed: "+msg, nil)
 		return
 	}
 	u.logf(r, "member removed", "member", name)
-	http.Redirect(w, r, "/team?done="+name+"+is+no+longer+in+the+team.", http.StatusSeeOther)
+	u.sess.setFlash(s, "team", name+" is no longer in the team.")
+	http.Redirect(w, r, "/team", http.StatusSeeOther)
 }
 
 func (u *UI) teamPending(w http.ResponseWriter, r *http.Request, s *session) {
@@ -273,32 +300,40 @@ func (u *UI) teamPending(w http.ResponseWriter, r *http.Request, s *session) {
 		err = u.d.Team.Approve(ctx, id, r.PostFormValue("member"))
 	}
 	if err != nil {
-		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, nil, "The device could not be handled: "+err.Error())
+		_, msg := teamError(err)
+		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, nil, "The device could not be handled: "+msg, nil)
 		return
 	}
 	u.logf(r, "pending device handled", "id", id, "reject", r.PostFormValue("reject") != "")
-	http.Redirect(w, r, "/team?done=Done.", http.StatusSeeOther)
+	u.sess.setFlash(s, "team", "Done.")
+	http.Redirect(w, r, "/team", http.StatusSeeOther)
 }
 
 func (u *UI) teamConfigure(w http.ResponseWriter, r *http.Request, s *session) {
 	ctx, cancel := context.WithTimeout(r.Context(), 45*time.Second)
 	defer cancel()
-	if err := u.d.Team.Configure(ctx, strings.TrimSpace(r.PostFormValue("login_server")), strings.TrimSpace(r.PostFormValue("api_key"))); err != nil {
-		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, map[string]string{"login_server": err.Error()}, "")
+	server := strings.TrimSpace(r.PostFormValue("login_server"))
+	if err := u.d.Team.Configure(ctx, server, strings.TrimSpace(r.PostFormValue("api_key"))); err != nil {
+		field, msg := teamError(err)
+		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, map[string]string{nonEmpty(field, "login_server"): msg}, "", map[string]string{"login_server": server})
 		return
 	}
 	u.logf(r, "team mesh configured")
-	http.Redirect(w, r, "/team?done=The+box+is+joining+the+team+mesh.", http.StatusSeeOther)
+	u.sess.setFlash(s, "team", "The box is joining the team mesh.")
+	http.Redirect(w, r, "/team", http.StatusSeeOther)
 }
 
 func (u *UI) teamAddPending(w http.ResponseWriter, r *http.Request, s *session) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	if err := u.d.Team.AddPending(ctx, strings.TrimSpace(r.PostFormValue("link")), strings.TrimSpace(r.PostFormValue("device"))); err != nil {
-		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, map[string]string{"link": err.Error()}, "")
+	link, device := strings.TrimSpace(r.PostFormValue("link")), strings.TrimSpace(r.PostFormValue("device"))
+	if err := u.d.Team.AddPending(ctx, link, device); err != nil {
+		field, msg := teamError(err)
+		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, map[string]string{nonEmpty(field, "link"): msg}, "", map[string]string{"link": link, "device": device})
 		return
 	}
-	http.Redirect(w, r, "/team?done=The+device+waits+for+your+approval+below.", http.StatusSeeOther)
+	u.sess.setFlash(s, "team", "The device waits for your approval below.")
+	http.Redirect(w, r, "/team", http.StatusSeeOther)
 }
 
 func (u *UI) teamPolicy(w http.ResponseWriter, r *http.Request, s *session) {
@@ -306,9 +341,11 @@ func (u *UI) teamPolicy(w http.ResponseWriter, r *http.Request, s *session) {
 	defer cancel()
 	on := r.PostFormValue("each_other") == "on"
 	if err := u.d.Team.SetReachEachOther(ctx, on); err != nil {
-		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, nil, "The team's rules could not be changed: "+err.Error())
+		_, msg := teamError(err)
+		u.renderTeam(w, r, s, http.StatusUnprocessableEntity, nil, "The team's rules could not be changed: "+msg, nil)
 		return
 	}
 	u.logf(r, "team policy changed", "reach_each_other", on)
-	http.Redirect(w, r, "/team?done=Saved.", http.StatusSeeOther)
+	u.sess.setFlash(s, "team", "Saved.")
+	http.Redirect(w, r, "/team", http.StatusSeeOther)
 }

@@ -32,7 +32,10 @@ func (f *fakeTeam) Pending(context.Context) ([]PendingDevice, error) {
 }
 func (f *fakeTeam) Add(_ context.Context, name, note string) (Bundle, error) {
 	if name == "bad name" {
-		return Bundle{}, errors.New("use lower-case letters, digits and hyphens")
+		return Bundle{}, &FieldError{"name", "Use lower-case letters, digits and hyphens."}
+	}
+	if name == "down" {
+		return Bundle{}, errors.New(`adding member "down": creating the user: the coordination server did not answer`)
 	}
 	f.mu.Lock()
 	f.members = append(f.members, Member{Name: name, Note: note})
@@ -90,8 +93,14 @@ func TestTeamPages(t *testing.T) {
 	if page.status != http.StatusOK || !strings.Contains(page.body, "alice-phone") || !strings.Contains(page.body, "Add a member") {
 		t.Fatalf("team page: %d", page.status)
 	}
-	if res := r.do("POST", r.secure.URL, "/team/add", url.Values{"csrf": {csrf}, "name": {"bad name"}}, nil); res.status != http.StatusUnprocessableEntity || !strings.Contains(res.body, "lower-case") {
-		t.Fatalf("bad member name: %d", res.status)
+	// A refused name is said next to the field, and what was typed stays.
+	if res := r.do("POST", r.secure.URL, "/team/add", url.Values{"csrf": {csrf}, "name": {"bad name"}, "note": {"field desk"}}, nil); res.status != http.StatusUnprocessableEntity ||
+		!strings.Contains(res.body, `<p class="field-error" role="alert">Use lower-case`) || !strings.Contains(res.body, `value="field desk"`) || !strings.Contains(res.body, `value="bad name"`) {
+		t.Fatalf("bad member name: %d\n%s", res.status, res.body)
+	}
+	// Another failure reads as a sentence about the member.
+	if res := r.do("POST", r.secure.URL, "/team/add", url.Values{"csrf": {csrf}, "name": {"down"}}, nil); !strings.Contains(res.body, "down could not be added: Adding member") {
+		t.Fatalf("a failed add: %d\n%s", res.status, res.body)
 	}
 	res := r.do("POST", r.secure.URL, "/team/add", url.Values{"csrf": {csrf}, "name": {"alice"}, "note": {"editor"}}, nil)
 	loc := res.header.Get("Location")

@@ -1,14 +1,54 @@
 // Package ui serves the owner's web pages on the box's LAN address: the first-boot
-// setup wizard, the unlock page of a locked box, and the dashboard and settings of a
-// running one. Pages are rendered on the box from Go templates with every asset
-// embedded; the small scripts only keep the dashboard live and the passphrase meter
-// honest. Nothing is loaded from anywhere but the box.
+// setup wizard, the unlock page of a locked box, and the dashboard, the Stopped,
+// Devices and Team pages, the settings, the certificate page and the leak
+// self-test of a running one. Pages are rendered on the box from Go templates with
+// every asset embedded; the small script keeps the pages live and runs the
+// self-test's probes. Nothing is loaded from anywhere but the box.
 //
 // The admin side answers only on the LAN port (the daemon mounts it there and
 // nowhere else), only to the box's own names and address (a DNS-rebinding
 // defence), only over HTTPS once setup is done, and only to a signed-in browser:
 // SameSite=Strict, HttpOnly, Secure cookies, a CSRF token on every change, an idle
-// timeout. The daemon builds a UI from Deps and serves Handler on ports 80 and 443.
+// timeout. After setup a plain-HTTP visit finds the certificate page (what the
+// box's certificate is, per-system steps, its fingerprint), which goes on to
+// HTTPS by itself once the browser trusts the box. The daemon builds a UI from
+// Deps and serves Handler on ports 80 and 443.
+//
+// # Words
+//
+// What the box stopped is said in plain words (words.go): each kind of the leak
+// log and "dns" for refused names has a label, an explanation and a help entry
+// (/help#<kind>); every time is written one way, with the zone; counts come from
+// the Box's Tally, so every page shows the same numbers. The live feed sends rows
+// the server rendered with the pages' own template.
+//
+// # Adding a setup step or a settings section
+//
+// Another room (the VPN, the team mesh, apps) adds to the wizard and the
+// settings page without either changing:
+//
+//   - a Step (ID, Title, Intro, Fields, Submit, Optional) in Deps.Steps becomes a
+//     wizard step after the box's name, posted to /setup/step/<ID>;
+//   - a Section (ID, Title, Intro, State, Fields, Actions, Submit) in
+//     Deps.Sections becomes a part of the settings page at /settings#<ID>,
+//     posted to /settings/<ID>, with its state (and what to do when it is not
+//     well) at the top, its fields (a textarea may take an uploaded file:
+//     Field.Upload), its buttons (an Action with Confirm sits apart and needs a
+//     tick), its notice or error shown in place, and the owner's answers kept
+//     (never a password's) when it refuses them.
+//
+// Whatever a Step asks must be reachable later in a Section: the daemon gives
+// both for the VPN and the team mesh (daemon/sections.go). Section IDs must not
+// be "passphrase" or "strength" (the settings page's own forms).
+//
+// # The leak self-test
+//
+// /selftest runs from the laptop's browser over plain HTTP (a secure page may
+// not make plain-HTTP requests), open to any device on the LAN port for its own
+// traffic: the page asks for a run (ui/selftest makes the plan), sends each
+// probe, reports what it saw, and shows the box's verdicts with the leak log's
+// and query log's entries for that device since the run began. `redoubt
+// selftest` runs the same from the laptop's own sockets.
 package ui
 
 import (
@@ -66,22 +106,57 @@ type ServiceState struct {
 type Device struct {
 	Name, MAC, IP, Vendor string
 	FirstSeen, Expires    time.Time
-	Stopped               uint64
 	Owner                 bool
 }
 
-// Stopped is one aggregated thing the box stopped: a connection attempt or a DNS
-// question.
+// Stopped is one aggregated thing the box stopped: connection attempts or DNS
+// questions from one device to one place.
 type Stopped struct {
-	Source      string    `json:"source"`   // "connection" or "dns"
-	Category    string    `json:"category"` // drop kind or name class
-	Device      string    `json:"device"`
-	What        string    `json:"what"`
-	Destination string    `json:"destination"`
-	Name        string    `json:"name"`
-	Count       uint64    `json:"count"`
-	First       time.Time `json:"first"`
-	Last        time.Time `json:"last"`
+	Source string `json:"source"` // "connection" or "dns"
+	// Category is the kind: the leak log's ("egress", "discovery", …), or "dns"
+	// for names the box refused to look up.
+	Category string `json:"category"`
+	// Class is the name's class from the query log's table ("os-telemetry",
+	// "browser", "app-update", "captive-probe", "local", "unknown"), and Who
+	// who sends it when the table says; for connections that revealed a name
+	// too.
+	Class string `json:"class,omitempty"`
+	Who   string `json:"who,omitempty"`
+	// Device is the device's name (from its lease), else its address; MAC and
+	// IP are its addresses.
+	Device string `json:"device"`
+	MAC    string `json:"mac,omitempty"`
+	IP     string `json:"ip,omitempty"`
+	// Proto, App, Dst and Port say where a connection went ("tcp", "tls",
+	// "203.0.113.10", 443); Types, what a lookup asked (A, AAAA).
+	Proto string   `json:"proto,omitempty"`
+	App   string   `json:"app,omitempty"`
+	Dst   string   `json:"dst,omitempty"`
+	Port  uint16   `json:"port,omitempty"`
+	Types []string `json:"types,omitempty"`
+	// Name is the name revealed or looked up.
+	Name  string    `json:"name,omitempty"`
+	Count uint64    `json:"count"`
+	First time.Time `json:"first"`
+	Last  time.Time `json:"last"`
+}
+
+// Tally is what the box stopped since it started, counted (never dropped, unlike
+// the list of entries, which is bounded). Every page's numbers come from it.
+type Tally struct {
+	Since time.Time
+	// ByKind counts every kind (Stopped.Category), link chatter too.
+	ByKind map[string]uint64
+	// Devices are the counts per device.
+	Devices []DeviceTally
+	// Evicted counts entries that left the list for newer ones.
+	Evicted uint64
+}
+
+// DeviceTally is one device's counts.
+type DeviceTally struct {
+	MAC, IP string
+	ByKind  map[string]uint64
 }
 
 // Settings are what the owner changes on the settings page.
@@ -110,6 +185,7 @@ type Box interface {
 	Status() Status
 	Devices() []Device
 	Stopped() []Stopped
+	Tally() Tally
 	SubscribeStopped(buf int) (<-chan Stopped, func())
 	Chart(window, step time.Duration) timeseries.Snapshot
 	WritePcap(w io.Writer) error
@@ -121,9 +197,11 @@ type Box interface {
 	// FactoryReset erases the owner's data and keys and returns the box to
 	// first boot.
 	FactoryReset() error
-	// Unlocked, Locked and SetupDone tell the rest of the box what changed.
+	// Unlocked, Locked, Renamed (the box's name in setup changed) and
+	// SetupDone tell the rest of the box what changed.
 	Unlocked()
 	Locked()
+	Renamed()
 	SetupDone()
 }
 
@@ -152,12 +230,17 @@ type Step interface {
 	Optional() bool
 }
 
-// Field is one input of a Step.
+// Field is one input of a Step or a Section.
 type Field struct {
 	Name, Label, Help string
 	Type              string // "text", "textarea", "password", "url", "checkbox"
 	Placeholder       string
 	Optional          bool
+	// Value is the current value, shown in the field (never a secret's).
+	Value string
+	// Upload offers a file beside a textarea: the file's text, when one is
+	// chosen, is used instead of the text typed.
+	Upload bool
 }
 
 // Deps are what the UI is built from.
@@ -172,7 +255,11 @@ type Deps struct {
 	// Updates installs uploaded updates; nil on a box not started from a
 	// Redoubt image.
 	Updates Updates
-	Steps   []Step
+	// Steps are the setup wizard's steps from other rooms, after the box's
+	// name; Sections are the settings page's sections from other rooms. A
+	// room's choice made in the wizard must be reachable in its section.
+	Steps    []Step
+	Sections []Section
 	// StateDir holds the UI's server certificate and the public CA certificate.
 	StateDir string
 	// Addr returns the box's LAN address; Names the names it answers to
@@ -199,6 +286,7 @@ type UI struct {
 	setupCSRF string
 	cert      *tls.Certificate
 	bundles   bundles
+	runs      runs // the leak self-test's
 }
 
 // New builds the UI.
@@ -235,11 +323,37 @@ func New(d Deps) (*UI, error) {
 }
 
 var funcs = template.FuncMap{
-	"ago":   ago,
-	"when":  func(t time.Time) string { return t.Local().Format("2 Jan 15:04") },
-	"clock": func(t time.Time) string { return t.Local().Format("15:04:05") },
-	"lower": strings.ToLower,
-	"add":   func(a, b int) int { return a + b },
+	"ago":       ago,
+	"when":      func(t time.Time) string { return when(t, time.Now()) },
+	"iso":       func(t time.Time) string { return t.Format(time.RFC3339) },
+	"lower":     strings.ToLower,
+	"add":       func(a, b int) int { return a + b },
+	"count":     count,
+	"plural":    plural,
+	"duration":  duration,
+	"breakable": breakable,
+	"kind":      kindOf,
+	"cls":       func(s string) string { return strings.ReplaceAll(strings.ToLower(s), " ", "-") },
+	"field":     fieldOf,
+}
+
+// fieldView is a form field as the "field" template draws it.
+type fieldView struct {
+	Field
+	Value, Error string
+}
+
+// fieldOf gives a field the owner's answer (values) or its current value, and
+// its error; a password field never shows a value.
+func fieldOf(f Field, values, errs map[string]string) fieldView {
+	v := fieldView{Field: f, Value: f.Value, Error: errs[f.Name]}
+	if x, ok := values[f.Name]; ok {
+		v.Value = x
+	}
+	if f.Type == "password" {
+		v.Value = ""
+	}
+	return v
 }
 
 func ago(t time.Time) string {
@@ -269,7 +383,8 @@ func ago(t time.Time) string {
 	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
 }
 
-// parsePages builds each page from the layout and its own template.
+// parsePages builds each page from the layout, the parts pages share
+// (partials.html) and its own template.
 func (u *UI) parsePages() (map[string]*template.Template, error) {
 	names, err := fs.Glob(u.files, "pages/*.html")
 	if err != nil || len(names) == 0 {
@@ -277,13 +392,27 @@ func (u *UI) parsePages() (map[string]*template.Template, error) {
 	}
 	pages := make(map[string]*template.Template)
 	for _, n := range names {
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(u.files, "layout.html", n)
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(u.files, "layout.html", "partials.html", n)
 		if err != nil {
 			return nil, fmt.Errorf("ui: parsing %s: %w", n, err)
 		}
 		pages[strings.TrimSuffix(filepathBase(n), ".html")] = t
 	}
 	return pages, nil
+}
+
+// templates are the pages' templates: parsed once, or on every use while the
+// assets come from disk.
+func (u *UI) templates() map[string]*template.Template {
+	if !u.dev {
+		return u.pages
+	}
+	pages, err := u.parsePages()
+	if err != nil {
+		u.d.Logger.Error("parsing the pages", "err", err)
+		return u.pages
+	}
+	return pages
 }
 
 func filepathBase(p string) string {
@@ -345,10 +474,19 @@ func (u *UI) allowedHost(host string) bool {
 	return false
 }
 
-// canonicalHost is the name pages link to: the box's first name, else its address.
+// canonicalHost is the name pages link to: the box's own name (the one the
+// owner gave it, under the local domain), else its first name, else its address.
 func (u *UI) canonicalHost() string {
-	if n := u.d.Names(); len(n) > 0 {
-		return n[0]
+	names := u.d.Names()
+	if own := u.d.Setup.BoxName(); own != "" {
+		for _, n := range names {
+			if strings.HasPrefix(strings.ToLower(n), own+".") {
+				return n
+			}
+		}
+	}
+	if len(names) > 0 {
+		return names[0]
 	}
 	return u.d.Addr().String()
 }
@@ -405,6 +543,7 @@ func (u *UI) Reset() {
 	u.cert = nil
 	u.setupCSRF = ""
 	u.mu.Unlock()
+	u.runs.reset()
 }
 
 // SignOutAll ends every session (the box was locked from the local API).

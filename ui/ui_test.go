@@ -33,6 +33,11 @@ type fakeBox struct {
 	settings Settings
 	events   chan Stopped
 	calls    []string
+	// name is the box's name in its DNS, as the daemon sets it when told the
+	// box was renamed ("" until then).
+	name    string
+	setup   *setup.Setup
+	stopped []Stopped
 }
 
 func (f *fakeBox) call(s string) { f.mu.Lock(); f.calls = append(f.calls, s); f.mu.Unlock() }
@@ -53,11 +58,30 @@ func (f *fakeBox) Devices() []Device {
 	return []Device{{Name: "laptop", MAC: "02:52:44:00:00:64", IP: "10.201.86.100", Owner: true}}
 }
 func (f *fakeBox) Stopped() []Stopped {
-	return []Stopped{{Source: "connection", Category: "egress", Device: "laptop", What: "tcp/tls", Destination: "203.0.113.10:443", Name: "tracker.example", Count: 3, Last: time.Now()}}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := []Stopped{
+		{Source: "connection", Category: "egress", Device: "laptop", MAC: "02:52:44:00:00:64", IP: "10.201.86.100", Proto: "tcp", App: "tls",
+			Dst: "203.0.113.10", Port: 443, Name: "tracker.example", Count: 3, First: time.Now().Add(-time.Minute), Last: time.Now()},
+		{Source: "dns", Category: "dns", Class: "os-telemetry", Who: "Windows diagnostic data", Device: "laptop", MAC: "02:52:44:00:00:64", IP: "10.201.86.100",
+			Types: []string{"A", "AAAA"}, Name: "v10.events.data.microsoft.com", Count: 2, First: time.Now().Add(-time.Minute), Last: time.Now()},
+		{Source: "connection", Category: "ipv6-link", Device: "laptop", MAC: "02:52:44:00:00:64", Proto: "icmpv6", Dst: "ff02::2", Count: 5, Last: time.Now()},
+	}
+	return append(out, f.stopped...)
+}
+func (f *fakeBox) Tally() Tally {
+	t := Tally{Since: time.Now().Add(-time.Hour), ByKind: map[string]uint64{}}
+	dev := DeviceTally{MAC: "02:52:44:00:00:64", IP: "10.201.86.100", ByKind: map[string]uint64{}}
+	for _, e := range f.Stopped() {
+		t.ByKind[e.Category] += e.Count
+		dev.ByKind[e.Category] += e.Count
+	}
+	t.Devices = []DeviceTally{dev}
+	return t
 }
 func (f *fakeBox) SubscribeStopped(int) (<-chan Stopped, func()) { return f.events, func() {} }
 func (f *fakeBox) Chart(w, s time.Duration) timeseries.Snapshot {
-	ts := timeseries.New([]string{"egress", "dns os-telemetry"}, 60)
+	ts := timeseries.New([]string{"egress", "dns"}, 24*60)
 	ts.Add(time.Now(), 0)
 	ts.Add(time.Now(), 1)
 	return ts.Snapshot(time.Now(), w, s)
@@ -82,6 +106,24 @@ func (f *fakeBox) FactoryReset() error { f.call("reset"); return nil }
 func (f *fakeBox) Unlocked()           { f.call("unlocked") }
 func (f *fakeBox) Locked()             { f.call("locked") }
 func (f *fakeBox) SetupDone()          { f.call("setup-done") }
+func (f *fakeBox) Renamed() {
+	f.call("renamed")
+	f.mu.Lock()
+	f.name = f.setup.BoxName()
+	f.mu.Unlock()
+}
+
+// names are the box's names in its DNS: the defaults, and its own once the
+// daemon was told of it.
+func (f *fakeBox) names() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := []string{"redoubt.home.arpa", "setup.home.arpa"}
+	if f.name != "" {
+		out = append([]string{f.name + ".home.arpa"}, out...)
+	}
+	return out
+}
 
 // extStep is a setup step another room would add.
 type extStep struct{ got map[string]string }
@@ -110,7 +152,7 @@ type tlsServer struct {
 // rig is a UI over a real vault and setup state in a temporary directory,
 // served on plain HTTP and HTTPS like on the box.
 type rig struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	u        *UI
 	box      *fakeBox
@@ -125,7 +167,7 @@ type rig struct {
 	codeFile string
 }
 
-func newRig(t *testing.T, dir string) *rig {
+func newRig(t testing.TB, dir string) *rig {
 	t.Helper()
 	r := &rig{t: t, dir: dir, box: &fakeBox{events: make(chan Stopped, 4), settings: Settings{BoxName: "kestrel", LANAddress: "10.201.86.1/24", LeaseTime: "12h0m0s"}},
 		step: &extStep{}, now: time.Now(), codeFile: filepath.Join(dir, "boot", "code.txt")}
@@ -136,11 +178,12 @@ func newRig(t *testing.T, dir string) *rig {
 	if r.vault, err = vault.Open(filepath.Join(dir, "vault")); err != nil {
 		t.Fatal(err)
 	}
+	r.box.setup = r.setup
 	t.Cleanup(func() { r.vault.Close() })
 	r.u, err = New(Deps{
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: "test", Setup: r.setup, Vault: r.vault, Box: r.box,
 		Steps: []Step{r.step}, StateDir: dir, Addr: func() netip.Addr { return netip.MustParseAddr("127.0.0.1") },
-		Names: func() []string { return []string{"kestrel.home.arpa"} }, KDF: func() vault.Params { return cheapKDF },
+		Names: r.box.names, KDF: func() vault.Params { return cheapKDF },
 		Now: func() time.Time { r.nowMu.Lock(); defer r.nowMu.Unlock(); return r.now },
 	})
 	if err != nil {
@@ -161,6 +204,26 @@ func newRig(t *testing.T, dir string) *rig {
 }
 
 func (r *rig) advance(d time.Duration) { r.nowMu.Lock(); r.now = r.now.Add(d); r.nowMu.Unlock() }
+
+// caPEM is the box's CA certificate.
+func (r *rig) caPEM() []byte {
+	b, err := os.ReadFile(filepath.Join(r.dir, "ca.pem"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return b
+}
+
+// serverCert is the HTTPS certificate the box serves.
+func (r *rig) serverCert() *x509.Certificate {
+	r.t.Helper()
+	c, err := tls.Dial("tcp", r.secure.Listener.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0]
+}
 
 // trustBox makes the client trust the box's CA for HTTPS.
 func (r *rig) trustBox() {
@@ -203,7 +266,7 @@ func (r *rig) do(method, base, path string, form url.Values, hdr map[string]stri
 
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
-func csrfIn(t *testing.T, body string) string {
+func csrfIn(t testing.TB, body string) string {
 	t.Helper()
 	m := csrfRE.FindStringSubmatch(body)
 	if m == nil {
@@ -363,10 +426,23 @@ func TestSetupWizard(t *testing.T) {
 	if !strings.Contains(ca.body, "BEGIN CERTIFICATE") {
 		t.Fatal("the CA certificate is not offered over plain HTTP")
 	}
-	// After setup: plain HTTP redirects to HTTPS, the box stops being a captive
-	// portal, and HTTPS works with the box's CA.
-	if res := r.do("GET", r.plain.URL, "/", nil, nil); res.status != http.StatusMovedPermanently || !strings.HasPrefix(res.header.Get("Location"), "https://kestrel.home.arpa/") {
-		t.Fatalf("plain HTTP after setup: %d %s", res.status, res.header.Get("Location"))
+	// After setup: a plain-HTTP visit explains and offers the certificate, then
+	// leads to HTTPS on the host it came by; the box stops being a captive
+	// portal, and HTTPS works with the box's CA, by the box's new name too.
+	if res := r.do("GET", r.plain.URL, "/settings", nil, nil); res.status != http.StatusOK || !strings.Contains(res.body, "Trust your box") ||
+		!strings.Contains(res.body, `href="https://127.0.0.1/settings"`) || !strings.Contains(res.body, pemFingerprint(r.caPEM())) ||
+		!strings.Contains(res.body, `data-trust-check="https://127.0.0.1/trust-check"`) {
+		t.Fatalf("plain HTTP after setup: %d\n%s", res.status, res.body)
+	}
+	if res := r.do("POST", r.plain.URL, "/lock", url.Values{}, nil); res.status != http.StatusSeeOther || res.header.Get("Location") != "https://127.0.0.1/lock" {
+		t.Fatalf("a plain-HTTP change after setup: %d %s", res.status, res.header.Get("Location"))
+	}
+	leaf := r.serverCert()
+	if err := leaf.VerifyHostname("kestrel.home.arpa"); err != nil {
+		t.Fatalf("the certificate setup made does not cover the box's name: %v (it has %v)", err, leaf.DNSNames)
+	}
+	if !strings.Contains(done.body, `href="https://kestrel.home.arpa/"`) {
+		t.Fatalf("the finish page does not lead to the box's name over HTTPS:\n%s", done.body)
 	}
 	if res := r.do("GET", r.plain.URL, "/captive-portal/api", nil, nil); !strings.Contains(res.body, `"captive":false`) {
 		t.Fatalf("captive API after setup: %s", res.body)
@@ -443,7 +519,7 @@ func TestHostCheck(t *testing.T) {
 	if res2.StatusCode != http.StatusFound || res2.Header.Get("Location") != "http://127.0.0.1/setup" || strings.Contains(string(b), "setup code") {
 		t.Fatalf("foreign Host: %d %s", res2.StatusCode, res2.Header.Get("Location"))
 	}
-	req.Host = "kestrel.home.arpa"
+	req.Host = "redoubt.home.arpa"
 	res3, _ := r.client.Do(req)
 	res3.Body.Close()
 	if res3.StatusCode != http.StatusOK {

@@ -151,7 +151,7 @@ func (u *UI) setupCode(w http.ResponseWriter, r *http.Request) {
 		msg := "That is not the setup code. It is printed by “redoubt setup-code” on the box, and written to the file redoubt-setup-code.txt on its boot card."
 		var soon *setup.TooSoonError
 		if errors.As(err, &soon) {
-			msg = "Too many wrong codes. " + soon.Error() + "."
+			msg = "Too many wrong codes. " + waitWords(soon.Wait)
 		}
 		u.logf(r, "wrong setup code")
 		u.render(w, r, http.StatusForbidden, "setup-code", view{Title: "Set up your Redoubt box", Error: msg})
@@ -256,6 +256,9 @@ func (u *UI) setupName(w http.ResponseWriter, r *http.Request) {
 		u.renderStep(w, r, http.StatusInternalServerError, stepName, nil, err.Error(), nil)
 		return
 	}
+	// The box answers to its name from now on, so the certificate setup
+	// ends with covers it.
+	u.d.Box.Renamed()
 	u.d.Setup.SetStep(u.next(stepName))
 	http.Redirect(w, r, "/setup", http.StatusSeeOther)
 }
@@ -276,9 +279,14 @@ func (u *UI) setupStep(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/setup", http.StatusSeeOther)
 		return
 	}
-	values := map[string]string{}
+	values, err := sectionValues(r, s.Fields())
+	if err != nil {
+		var fe *FieldError
+		errors.As(err, &fe)
+		u.renderStep(w, r, http.StatusUnprocessableEntity, id, values, "", map[string]string{fe.Field: fe.Message})
+		return
+	}
 	for _, f := range s.Fields() {
-		values[f.Name] = r.PostFormValue(f.Name)
 		if !f.Optional && strings.TrimSpace(values[f.Name]) == "" && f.Type != "checkbox" {
 			u.renderStep(w, r, http.StatusUnprocessableEntity, id, values, "", map[string]string{f.Name: "This is needed."})
 			return
@@ -290,14 +298,15 @@ func (u *UI) setupStep(w http.ResponseWriter, r *http.Request) {
 			u.renderStep(w, r, http.StatusUnprocessableEntity, id, values, "", map[string]string{fe.Field: fe.Message})
 			return
 		}
-		u.renderStep(w, r, http.StatusUnprocessableEntity, id, values, err.Error(), nil)
+		u.renderStep(w, r, http.StatusUnprocessableEntity, id, values, sentence(err.Error()), nil)
 		return
 	}
 	u.d.Setup.SetStep(u.next(id))
 	http.Redirect(w, r, "/setup", http.StatusSeeOther)
 }
 
-// setupFinish creates the box's certificate authority and its HTTPS certificate,
+// setupFinish creates the box's certificate authority and its HTTPS certificate
+// (for the names the box answers to once setup is done, its own among them),
 // and ends setup.
 func (u *UI) setupFinish(w http.ResponseWriter, r *http.Request) {
 	if u.d.Vault.Locked() || u.d.Setup.BoxName() == "" {
@@ -312,6 +321,9 @@ func (u *UI) setupFinish(w http.ResponseWriter, r *http.Request) {
 		err = writeFile(u.caPath(), ca.PEM())
 	}
 	if err == nil {
+		// The name first (a box restarted during setup has not taken it yet),
+		// then the certificate for it.
+		u.d.Box.Renamed()
 		err = u.ensureServerCert()
 	}
 	if err == nil {
@@ -344,10 +356,20 @@ type caView struct {
 	Fingerprint string
 	Host        string
 	Finished    bool
+	// Continue is where the trust page goes on to over HTTPS, and Check what
+	// its script asks to learn whether this browser already trusts the box.
+	Continue, Check string
+	// Auto: a browser that trusts the box goes on by itself (a plain visit).
+	Auto bool
 }
 
-func (u *UI) caData(finished bool) caView {
-	v := caView{Host: u.canonicalHost(), Finished: finished}
+// caData is what the CA pages show to r. The page's script asks the host r came
+// by over HTTPS whether the browser trusts the box (the certificate covers the
+// box's names and address alike; another host would be another origin, which the
+// pages' policy forbids).
+func (u *UI) caData(r *http.Request, finished bool) caView {
+	host := u.canonicalHost()
+	v := caView{Host: host, Finished: finished, Continue: "https://" + host + "/", Check: u.httpsOrigin(r) + "/trust-check"}
 	if ca, err := pki.LoadCA(u.d.Vault); err == nil {
 		v.Fingerprint = ca.Fingerprint()
 	} else if b := u.caPEM(); b != nil {
@@ -361,7 +383,7 @@ func (u *UI) setupDone(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/setup", http.StatusFound)
 		return
 	}
-	u.render(w, r, http.StatusOK, "ca", view{Title: "Your box is set up", Data: u.caData(true)})
+	u.render(w, r, http.StatusOK, "ca", view{Title: "Your box is set up", Data: u.caData(r, true)})
 }
 
 func (u *UI) caPage(w http.ResponseWriter, r *http.Request) {
@@ -369,7 +391,7 @@ func (u *UI) caPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/setup", http.StatusFound)
 		return
 	}
-	u.render(w, r, http.StatusOK, "ca", view{Title: "Trust your box", Data: u.caData(false)})
+	u.render(w, r, http.StatusOK, "ca", view{Title: "Trust your box", Data: u.caData(r, false), SignedIn: u.signedInView(r), CSRF: u.csrfOf(r)})
 }
 
 // unlockPage asks for the passphrase: to unlock a locked box, or to sign in.
@@ -418,9 +440,9 @@ func (u *UI) unlock(w http.ResponseWriter, r *http.Request) {
 		msg := "That passphrase is not the box's."
 		var soon *vault.TooSoonError
 		if errors.As(err, &soon) {
-			msg = "Too many wrong passphrases. " + soon.Error() + "."
+			msg = "Too many wrong passphrases. " + waitWords(soon.Wait)
 		} else if !errors.Is(err, vault.ErrWrongPass) {
-			msg = "The box could not be unlocked: " + err.Error()
+			msg = "The box could not be unlocked: " + sentence(err.Error())
 		}
 		u.logf(r, "wrong passphrase")
 		u.render(w, r, http.StatusForbidden, "unlock", view{Title: unlockTitle(wasLocked), Error: msg, Data: unlockView{Locked: wasLocked, Next: next}})

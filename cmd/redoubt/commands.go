@@ -31,12 +31,17 @@ The box:
   leaks     what the box stopped the laptop from sending (--follow, --pcap FILE)
   queries   the names the LAN's devices looked up, and how the box answered (--follow)
   devices   the LAN's devices and their DHCP leases
-  vpn       the external VPN: status, set FILE, clear, fetch URL
+  vpn       the external VPN: status, set FILE, clear, test, fetch URL
+  team      the team's members: list, add, reissue, rename, remove, pending, approve
+  settings  the owner's settings: show, set KEY=VALUE…
   setup-code  print the code the setup page asks for
   unlock    unlock the box (the passphrase from the terminal or standard input)
   lock      lock the box: sign everyone out, keep nothing readable
   update    install a signed update: update FILE, fetch [URL] (through the VPN), status, restart
   version   print the version
+
+On the laptop:
+  selftest  try the ways software gets out, and show the box stopped each
 
 The lab (network namespaces on this machine, as root):
   lab up      build the lab and run the box in it until Ctrl-C
@@ -65,6 +70,9 @@ func commands() map[string]command {
 		"unlock":     {cmdUnlock, "unlock the box"},
 		"lock":       {cmdLock, "lock the box"},
 		"vpn":        {cmdVPN, "the external VPN"},
+		"team":       {cmdTeam, "the team's members"},
+		"settings":   {cmdSettings, "the owner's settings"},
+		"selftest":   {cmdSelftest, "the leak self-test, from the laptop"},
 		"update":     {cmdUpdate, "install a signed update"},
 	}
 }

@@ -22,6 +22,7 @@ const vpnUsage = `Usage: redoubt vpn <command> [--socket PATH] [--json]
   set FILE    use the WireGuard config in FILE ("-" for standard input); the box
               keeps it sealed in its vault (the box must be unlocked)
   clear       remove the config set with "set": nothing of the box's own leaves
+  test        check the VPN step by step (config, WAN, handshake, DNS, exit address)
   fetch URL   fetch URL through the VPN and say how it went (a check)
 `
 
@@ -44,6 +45,25 @@ func cmdVPN(args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout+10*time.Second)
 	defer cancel()
 	switch sub {
+	case "test":
+		res, err := c.TestVPN(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(res)
+		}
+		for _, ch := range res.Checks {
+			mark := "ok  "
+			if !ch.OK {
+				mark = "FAIL"
+			}
+			fmt.Printf("%s  %-9s %s\n", mark, ch.Name, ch.Detail)
+		}
+		if !res.OK {
+			return fmt.Errorf("the VPN test failed")
+		}
+		return nil
 	case "status":
 		st, err := c.VPNStatus(ctx)
 		if err != nil {

@@ -79,6 +79,30 @@ var bySuffix = func() map[string]Class {
 	return m
 }()
 
+// whoBySuffix indexes the rules' senders, for Explain.
+var whoBySuffix = func() map[string]string {
+	m := make(map[string]string, len(rules))
+	for _, r := range rules {
+		m[r.suffix] = r.what
+	}
+	return m
+}()
+
+// Explain returns the class of a normalised name and, when the table has it, who
+// sends it ("Windows diagnostic data"): the owner's "what is this?".
+func Explain(name string) (Class, string) {
+	for {
+		if c, ok := bySuffix[name]; ok {
+			return c, whoBySuffix[name]
+		}
+		i := strings.IndexByte(name, '.')
+		if i < 0 {
+			return Unknown, ""
+		}
+		name = name[i+1:]
+	}
+}
+
 // Classify returns the class of a normalised name (see Normalize) from the table:
 // the rule for the longest suffix of name that has one, else Unknown.
 func Classify(name string) Class {

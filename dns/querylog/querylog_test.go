@@ -244,3 +244,21 @@ func BenchmarkRecord(b *testing.B) {
 		l.Record(Query{Client: laptop, Name: names[i%len(names)], Type: 1})
 	}
 }
+
+func TestExplain(t *testing.T) {
+	for name, want := range map[string]struct {
+		class Class
+		who   string
+	}{
+		"v10.events.data.microsoft.com": {OSTelemetry, "Windows diagnostic data"},
+		"update.googleapis.com":         {AppUpdate, "Chrome and Google updaters"},
+		"tracker.example":               {Unknown, ""},
+	} {
+		if c, who := Explain(name); c != want.class || who != want.who {
+			t.Errorf("Explain(%q) = %v %q, want %v %q", name, c, who, want.class, want.who)
+		}
+		if c, _ := Explain(name); c != Classify(name) {
+			t.Errorf("Explain and Classify disagree on %q", name)
+		}
+	}
+}

@@ -137,13 +137,19 @@ func TestOwnerLifecycle(t *testing.T) {
 	if !strings.Contains(caPEM, "BEGIN CERTIFICATE") {
 		t.Fatalf("CA download: %s", caPEM)
 	}
-	resp, err := laptop.Get(plainBase + "/")
+	// A plain visit explains the certificate, offers it, and leads on to HTTPS
+	// on the same host; a plain change is sent to HTTPS.
+	if st, body := get(t, laptop, plainBase+"/"); st != http.StatusOK || !strings.Contains(body, "Trust your box") ||
+		!strings.Contains(body, `href="`+secureBase+`/"`) || !strings.Contains(body, "/ca.crt") {
+		t.Errorf("plain HTTP after setup: %d\n%s", st, body)
+	}
+	resp, err := laptop.PostForm(plainBase+"/lock", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusMovedPermanently || !strings.HasPrefix(resp.Header.Get("Location"), "https://") {
-		t.Errorf("plain HTTP after setup: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != secureBase+"/lock" {
+		t.Errorf("a plain change after setup: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	owner := e.Lab.HTTPClient(lab.Laptop, []byte(caPEM))
 	if _, err := lab.SignIn(ctx, owner, secureBase, passphrase); err != nil {

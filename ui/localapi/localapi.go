@@ -116,6 +116,10 @@ type Deps struct {
 	Owner Owner
 	// VPN reports on and configures the external VPN (GET/PUT/DELETE /v1/vpn).
 	VPN VPN
+	// Team manages the team's members and mesh (/v1/team…); Settings, the
+	// owner's settings (/v1/settings). Nil: not served.
+	Team     TeamAPI
+	Settings SettingsAPI
 	// Board serves /v1/board/ (updates, the health check) on a box started
 	// from a Redoubt image; nil elsewhere.
 	Board  http.Handler
@@ -161,6 +165,8 @@ func Handler(d Deps) http.Handler {
 		ownerRoutes(mux, d.Owner)
 	}
 	vpnRoutes(mux, d.VPN)
+	teamRoutes(mux, d.Team)
+	settingsRoutes(mux, d.Settings)
 	mux.HandleFunc("GET /v1/leaks.pcap", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
 		w.Header().Set("Content-Disposition", `attachment; filename="redoubt-drops.pcap"`)

@@ -26,6 +26,8 @@ type VPN interface {
 	Clear() error
 	// Fetch gets a URL through the tunnel (a diagnostic).
 	Fetch(ctx context.Context, url string, keep int) (external.FetchResult, error)
+	// Test checks the VPN step by step.
+	Test(ctx context.Context) external.TestResult
 }
 
 // VPNError is the body of a refused PUT /v1/vpn.
@@ -78,6 +80,11 @@ func vpnRoutes(mux *http.ServeMux, v VPN) {
 			return
 		}
 		writeJSON(w, v.Status())
+	})
+	mux.HandleFunc("POST /v1/vpn/test", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		writeJSON(w, v.Test(ctx))
 	})
 	mux.HandleFunc("POST /v1/vpn/fetch", func(w http.ResponseWriter, r *http.Request) {
 		var req FetchRequest

@@ -36,6 +36,9 @@ func (f *fakeVPN) Clear() error {
 	}
 	return nil
 }
+func (f *fakeVPN) Test(context.Context) external.TestResult {
+	return external.TestResult{OK: true, Checks: []external.Check{{Name: "config", OK: true, Detail: "A config."}}}
+}
 func (f *fakeVPN) Fetch(_ context.Context, url string, _ int) (external.FetchResult, error) {
 	return external.FetchResult{URL: url, Status: 200, Bytes: 5}, nil
 }

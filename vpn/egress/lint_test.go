@@ -32,6 +32,7 @@ var (
 		"ui/localapi/client.go":           "a net.Dialer for the local API's Unix socket",
 		"datapath/lan/open_linux.go":      "an AF_INET socket used only for interface ioctls, never bound or connected",
 		"datapath/link/endpoint_linux.go": "the LAN port's AF_PACKET socket, owned by the datapath",
+		"ui/selftest/probe.go":            "the laptop's side of the leak self-test (redoubt selftest, run on the laptop, never on the box): probes sent on purpose, for the box to stop",
 		"board/update/api.go":             "a net.Dialer for the local API's Unix socket",
 		"board/initd/mount.go":            "an AF_INET socket used only to set the loopback interface up (an ioctl), never bound or connected",
 	}

@@ -422,6 +422,14 @@ func (v *VPN) load() {
 		b, err := v.deps.Store.Get(StoreBucket, StoreKey)
 		switch {
 		case errors.Is(err, vault.ErrNotFound), errors.Is(err, vault.ErrNotInitialized):
+			// Nothing kept: not configured (and no longer "locked", if the
+			// vault was before).
+			v.mu.Lock()
+			waited := v.cfgErr == lockedReason && v.tun == nil
+			v.mu.Unlock()
+			if waited {
+				v.use(nil, "")
+			}
 			return
 		case errors.Is(err, vault.ErrLocked):
 			v.setConfigError(lockedReason)

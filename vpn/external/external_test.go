@@ -324,6 +324,19 @@ func TestLockedVault(t *testing.T) {
 	v.Unlocked()
 	waitState(t, v, StateUp, 10*time.Second)
 
+	// The owner's test: every step passes, in words.
+	res := v.Test(context.Background())
+	var names []string
+	for _, c := range res.Checks {
+		names = append(names, c.Name)
+		if !c.OK || c.Detail == "" {
+			t.Errorf("test step %+v", c)
+		}
+	}
+	if !res.OK || strings.Join(names, " ") != "config wan handshake dns" {
+		t.Errorf("test: %+v", res)
+	}
+
 	// Locked again: the tunnel closes, and nothing leaves, until the next unlock.
 	store.mu.Lock()
 	store.locked = true
@@ -342,6 +355,33 @@ func TestLockedVault(t *testing.T) {
 	store.mu.Unlock()
 	v.Unlocked()
 	waitState(t, v, StateUp, 10*time.Second)
+}
+
+// TestLockedVaultWithNothingKept: a box restarted without a VPN config says it
+// waits for the unlock, then, unlocked, that no VPN is set up (not "locked").
+func TestLockedVaultWithNothingKept(t *testing.T) {
+	store := &memStore{m: map[string][]byte{}, locked: true}
+	tm := fastTiming
+	v, err := Start(Config{}, Deps{
+		Logger: testLogger(t), Store: store, Firewall: &fakeFirewall{},
+		newPort: func(wan.Config, wan.Deps) (port, error) { return &fakePort{st: wan.State{Ready: true}}, nil },
+		timing:  &tm,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if st := waitState(t, v, StateDown, 2*time.Second); !strings.Contains(st.Reason, "locked") {
+		t.Errorf("reason while locked: %s", st.Reason)
+	}
+	store.mu.Lock()
+	store.locked = false
+	store.mu.Unlock()
+	v.Unlocked()
+	waitState(t, v, StateNotConfigured, 2*time.Second)
+	if res := v.Test(context.Background()); res.OK || len(res.Checks) != 1 || res.Checks[0].Name != "config" || strings.Contains(res.Checks[0].Detail, "locked") {
+		t.Errorf("test without a VPN: %+v", res)
+	}
 }
 
 func TestConfigFileWins(t *testing.T) {
