@@ -83,14 +83,16 @@ func (c *Checker) Run(ctx context.Context) Report {
 	return r
 }
 
-func runProbe(ctx context.Context, p Probe) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = fmt.Errorf("probe %s panicked: %v", p.Name, v)
-		}
-	}()
+func runProbe(ctx context.Context, p Probe) error {
 	done := make(chan error, 1)
-	go func() { done <- p.Check(ctx) }()
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				done <- fmt.Errorf("probe %s panicked: %v", p.Name, v)
+			}
+		}()
+		done <- p.Check(ctx)
+	}()
 	select {
 	case err := <-done:
 		return err
