@@ -69,7 +69,7 @@ func TestUpdatePage(t *testing.T) {
 	f := &fakeUpdates{restarted: make(chan struct{})}
 	r.u.d.Updates = f
 	page := r.do("GET", r.secure.URL, "/update", nil, nil)
-	for _, want := range []string{"v1.0.0", "rolled-back", "dns: no answer", `enctype="multipart/form-data"`} {
+	for _, want := range []string{"v1.0.0", "Went back to the previous version", "dns: no answer", `enctype="multipart/form-data"`} {
 		if !strings.Contains(page.body, want) {
 			t.Fatalf("the page lacks %q:\n%s", want, page.body)
 		}

@@ -34,6 +34,23 @@ type Event struct {
 	Audited bool `json:"audited,omitempty"`
 }
 
+// Words says the outcome in plain words, for the owner's pages.
+func (e Event) Words() string {
+	switch e.Outcome {
+	case OutcomeRefused:
+		return "Refused"
+	case OutcomeStaged:
+		return "Written; restarting into it"
+	case OutcomeKept:
+		return "Kept"
+	case OutcomeFailed:
+		return "Failed its trial"
+	case OutcomeRolledBack:
+		return "Went back to the previous version"
+	}
+	return e.Outcome
+}
+
 // Staged is an update waiting for, or in, its trial boot.
 type Staged struct {
 	Slot    layout.Slot `json:"slot"`

@@ -379,7 +379,7 @@ func TestImageInQEMU(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		for _, want := range []string{"v0.3.0", "rolled-back", "kept", "refused"} {
+		for _, want := range []string{"v0.3.0", "Went back to the previous version", "Kept", "Refused"} {
 			if !strings.Contains(string(b), want) {
 				t.Errorf("the update page does not show %q:\n%.2000s", want, b)
 			}
