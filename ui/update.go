@@ -20,6 +20,9 @@ type Updates interface {
 	Restart() error
 }
 
+// uploadTime bounds an update's upload and its writing to the slot.
+const uploadTime = 10 * time.Minute
+
 type updateView struct {
 	Status  update.Status
 	Error   string
@@ -60,6 +63,12 @@ func (u *UI) updateUpload(w http.ResponseWriter, r *http.Request, s *session) {
 		u.fail(w, r, http.StatusNotFound, "This box was not started from a Redoubt image.")
 		return
 	}
+	// An update is tens of MB, written to the slot as it arrives: more than
+	// the server's read timeout for ordinary forms allows on a slow link or
+	// card. This request alone gets longer.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(uploadTime))
+	rc.SetWriteDeadline(time.Now().Add(uploadTime + time.Minute))
 	r.Body = http.MaxBytesReader(w, r.Body, update.MaxUpload)
 	mr, err := r.MultipartReader()
 	if err != nil {
@@ -79,7 +88,7 @@ func (u *UI) updateUpload(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 	}
 	u.logf(r, "update uploaded")
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(r.Context(), uploadTime)
 	defer cancel()
 	m, err := u.d.Updates.Apply(ctx, part, "upload")
 	if err != nil {
