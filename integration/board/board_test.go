@@ -184,7 +184,9 @@ func laptopClient(t *testing.T, l *lab.Lab, caPEM []byte) *http.Client {
 	jar, _ := cookiejar.New(nil)
 	c.Jar = jar
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	c.Timeout = 2 * time.Minute
+	// Generous: under software emulation on a busy machine the box's first
+	// passphrase (Argon2id, 64 MiB, calibrated on the box) takes minutes.
+	c.Timeout = 5 * time.Minute
 	return c
 }
 
@@ -223,7 +225,7 @@ func TestImageInQEMU(t *testing.T) {
 	f := build(t)
 	nics := cable(t, l)
 	accel := vm.Accel(f.dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 18*time.Minute)
 	defer cancel()
 	start := time.Now()
 	box, err := vm.Start(ctx, vm.Config{Image: f.image, Dir: f.dir, NICs: nics, Wrap: []string{"ip", "netns", "exec", l.NS(lab.Box)},
