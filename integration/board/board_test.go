@@ -187,6 +187,7 @@ func laptopClient(t *testing.T, l *lab.Lab, caPEM []byte) *http.Client {
 	// Generous: under software emulation on a busy machine the box's first
 	// passphrase (Argon2id, 64 MiB, calibrated on the box) takes minutes.
 	c.Timeout = 5 * time.Minute
+	c.Transport.(*http.Transport).ResponseHeaderTimeout = 5 * time.Minute
 	return c
 }
 
