@@ -20,6 +20,7 @@ import (
 	"github.com/redoubt/redoubt/board/update"
 	"github.com/redoubt/redoubt/ui"
 	"github.com/redoubt/redoubt/vpn/egress"
+	"github.com/redoubt/redoubt/vpn/mesh"
 )
 
 // onBoard says whether the daemon runs on a box started from a Redoubt image
@@ -67,6 +68,9 @@ func (b *Box) startBoard(cfg Config) error {
 		Logger:  b.log.With("room", "update"),
 	})
 	b.updater.FlushAudit()
+	// The files the owner left on the boot partition are sealed into the
+	// vault at each unlock until they are taken.
+	b.life.Register("board", boardRoom{b})
 	b.log.Info("board", "board", img.Board, "version", img.Version, "slot", img.Slot)
 	return nil
 }
@@ -171,6 +175,17 @@ func (b *Box) healthChecker() *health.Checker {
 	}
 }
 
+// boardRoom is the board's part of the lock and unlock.
+type boardRoom struct{ b *Box }
+
+// Unlocked implements vault.Sealed: the boot partition's secrets go into the
+// vault, in the background.
+func (r boardRoom) Unlocked() { go r.b.sealHeadless() }
+
+// Locked implements vault.Sealed: sealHeadless stops trying by itself once the
+// vault is locked.
+func (r boardRoom) Locked() {}
+
 // sealHeadless puts the VPN config and Headscale details the owner left on
 // the boot partition into the vault, once it is open, and deletes them.
 func (b *Box) sealHeadless() {
@@ -201,7 +216,10 @@ func (b *Box) sealHeadless() {
 	// Headscale is reached through the VPN, which may take a moment.
 	for i := 0; i < 10; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = b.SetMeshSettings(ctx, meshSettings{LoginServer: h.URL, APIKey: h.APIKey})
+		err = errors.New("the box has no team mesh")
+		if b.mesh != nil {
+			err = b.mesh.Configure(ctx, mesh.Settings{LoginServer: h.URL, APIKey: h.APIKey})
+		}
 		cancel()
 		if err == nil {
 			headless.Done(dir, layout.HeadlessHeadscale)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/redoubt/redoubt/apps/host"
 	"github.com/redoubt/redoubt/board/profile"
 	"github.com/redoubt/redoubt/board/update"
 	"github.com/redoubt/redoubt/datapath/lan"
@@ -22,6 +23,7 @@ import (
 	"github.com/redoubt/redoubt/dns"
 	"github.com/redoubt/redoubt/ui/setup"
 	"github.com/redoubt/redoubt/vpn/external"
+	"github.com/redoubt/redoubt/vpn/mesh"
 	"github.com/redoubt/redoubt/vpn/wan"
 )
 
@@ -44,7 +46,9 @@ type Config struct {
 	WAN wan.Config      `toml:"wan"`
 	VPN external.Config `toml:"vpn"`
 	// Mesh is how the box's node in the team's tailnet runs.
-	Mesh MeshConfig `toml:"mesh"`
+	Mesh mesh.Config `toml:"mesh"`
+	// Apps are the apps the box hosts.
+	Apps host.Config `toml:"apps"`
 	// Board is how a board's ports are used; Update, where updates come
 	// from and how long a trial may take (both read on a box started from a
 	// Redoubt image).
@@ -153,6 +157,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Update.Validate(); err != nil {
+		return err
+	}
+	if err := c.Apps.Validate(); err != nil {
 		return err
 	}
 	if !filepath.IsAbs(c.State.Dir) {

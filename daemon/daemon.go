@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redoubt/redoubt/apps/host"
 	"github.com/redoubt/redoubt/board/update"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/datapath/leaklog"
@@ -28,6 +29,7 @@ import (
 	"github.com/redoubt/redoubt/ui/setup"
 	"github.com/redoubt/redoubt/vault"
 	"github.com/redoubt/redoubt/vpn/external"
+	"github.com/redoubt/redoubt/vpn/mesh"
 )
 
 // NewLogger returns the daemon's logger, writing to w as the config says.
@@ -128,18 +130,22 @@ type Box struct {
 	// The LAN side: the port and the services on it. Moving the box to another
 	// LAN address replaces them all while the rest runs on (move.go); readers
 	// load them, and moveMu keeps a move and Close apart.
-	lan     atomic.Pointer[lan.LAN]
-	dns     atomic.Pointer[dns.Server]
-	dhcp    atomic.Pointer[dhcp.Server]
-	moveMu  sync.Mutex
-	web     *http.Server // guarded by moveMu
-	webTLS  *http.Server // guarded by moveMu
-	api     *http.Server
-	setup   *setup.Setup
-	vault   *vault.Vault
-	ui      *ui.UI
-	vpn     *external.VPN
-	mesh    *mesh
+	lan    atomic.Pointer[lan.LAN]
+	dns    atomic.Pointer[dns.Server]
+	dhcp   atomic.Pointer[dhcp.Server]
+	moveMu sync.Mutex
+	web    *http.Server // guarded by moveMu
+	webTLS *http.Server // guarded by moveMu
+	api    *http.Server
+	setup  *setup.Setup
+	vault  *vault.Vault
+	ui     *ui.UI
+	vpn    *external.VPN
+	mesh   *mesh.Mesh
+	apps   *host.Host
+	// life tells the rooms that run on the vault's keys (the VPN, the team
+	// mesh, the apps) when the box is unlocked and locked.
+	life    *vault.Lifecycle
 	updater *update.Updater // nil unless started from a Redoubt image
 	sealing atomic.Bool     // sealHeadless is running
 	errc    chan error
@@ -148,7 +154,8 @@ type Box struct {
 
 // Start builds and starts every room.
 func Start(cfg Config, log *slog.Logger) (*Box, error) {
-	b := &Box{cfg: cfg, log: log, started: time.Now(), errc: make(chan error, 4), restart: make(chan struct{}, 1)}
+	b := &Box{cfg: cfg, log: log, started: time.Now(), errc: make(chan error, 4), restart: make(chan struct{}, 1),
+		life: vault.NewLifecycle(log.With("room", "lifecycle"))}
 	if err := os.MkdirAll(cfg.State.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state.dir %s: %w", cfg.State.Dir, err)
 	}
@@ -189,6 +196,10 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 		b.Close()
 		return nil, err
 	}
+	if err := b.startApps(cfg); err != nil {
+		b.Close()
+		return nil, err
+	}
 	if err := b.startUI(cfg); err != nil {
 		b.Close()
 		return nil, err
@@ -206,7 +217,7 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 	apiLog := log.With("room", "api")
 	b.api = &http.Server{
 		Handler: localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Queries: b.queries, Devices: b.devices, Owner: (*consoleOwner)(b), VPN: b.vpnAPI(),
-			Team: (*consoleTeam)(b), Settings: (*consoleSettings)(b), Board: b.boardAPI(cfg), Logger: apiLog}),
+			Team: (*consoleTeam)(b), Settings: (*consoleSettings)(b), Apps: b.apps, Board: b.boardAPI(cfg), Logger: apiLog}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	b.serve("api", b.api, apiLn)
@@ -388,6 +399,7 @@ func (b *Box) status() localapi.Status {
 		DHCP: b.dhcpStats(),
 		VPN:  b.vpnStatus(),
 		Mesh: b.meshStatus(),
+		Apps: b.apps.List(),
 	}
 }
 
@@ -419,7 +431,13 @@ func (b *Box) Close() error {
 			}
 		}
 	}
-	b.closeMesh()
+	b.life.Locked()
+	if b.apps != nil {
+		b.apps.Close()
+	}
+	if b.mesh != nil {
+		b.mesh.Close()
+	}
 	if b.vpn != nil {
 		b.vpn.Close()
 	}

@@ -99,12 +99,7 @@ func (b *Box) startLANSide(cfg Config) error {
 // the way to the team and its names, the UI certificate's address.
 func (b *Box) afterMove() {
 	if b.mesh != nil {
-		b.mesh.mu.Lock()
-		node := b.mesh.node
-		b.mesh.mu.Unlock()
-		if node != nil {
-			b.syncTeam(node)
-		}
+		b.mesh.Resync()
 	}
 	if b.ui != nil {
 		if err := b.ui.RenewCert(); err != nil {

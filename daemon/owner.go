@@ -75,6 +75,7 @@ func (b *Box) startUI(cfg Config) error {
 		Steps:    b.uiSteps(),
 		Sections: b.uiSections(),
 		Team:     (*ownerTeam)(b),
+		Apps:     b.apps,
 		Updates:  b.uiUpdates(),
 	})
 	if err != nil {
@@ -96,10 +97,12 @@ func (b *Box) serveUI(l *lan.LAN) error {
 		return err
 	}
 	uiLog := b.log.With("room", "ui")
-	b.web = ui.Server(b.ui.Handler(), uiLog)
+	// The apps' names on the LAN share ports 80 and 443 with the owner's
+	// pages: the apps' host splits them off by name.
+	b.web = ui.Server(b.apps.PlainHTTP(b.ui.Handler()), uiLog)
 	b.webTLS = ui.Server(b.ui.Handler(), uiLog)
 	b.serve("web", b.web, httpLn)
-	b.serve("web-tls", b.webTLS, tls.NewListener(httpsLn, b.ui.TLSConfig()))
+	b.serve("web-tls", b.webTLS, tls.NewListener(b.apps.MountLAN(l, httpsLn), b.ui.TLSConfig()))
 	return nil
 }
 
@@ -500,36 +503,17 @@ func (o *ownerBox) FactoryReset() error {
 	return errors.Join(errs...)
 }
 
+// Unlocked: the rooms that run on keys kept in the vault start (the
+// lifecycle's rooms: the VPN, the team mesh, the apps).
 func (o *ownerBox) Unlocked() {
-	b := o.box()
-	b.log.Info("vault unlocked")
-	if b.vpn != nil {
-		b.vpn.Unlocked() // a VPN config kept in the vault can now be read
-	}
-	// The team mesh's node state is in the vault too; joining can take a
-	// while, and the owner's page should not wait for it.
-	go func() {
-		if err := b.meshUp(); err != nil {
-			b.log.Warn("the team mesh did not start", "err", err)
-		}
-		b.sealHeadless() // what the owner left on the boot partition
-	}()
+	o.box().log.Info("vault unlocked")
+	o.box().life.Unlocked()
 }
 
-// Locked: what runs on keys kept in the vault stops, as after a restart: the
-// team mesh's node and its use of Headscale's API key, and a VPN whose config
-// the owner set (one from the config file stays up).
+// Locked: what runs on keys kept in the vault stops, as after a restart.
 func (o *ownerBox) Locked() {
-	b := o.box()
-	b.log.Info("vault locked")
-	b.meshDown("the box is locked")
-	if b.mesh != nil {
-		// The API key came from the vault too: forget it until the unlock.
-		b.mesh.members.SetHeadscale(nil)
-	}
-	if b.vpn != nil {
-		b.vpn.Locked()
-	}
+	o.box().log.Info("vault locked")
+	o.box().life.Locked()
 }
 
 func (o *ownerBox) SetupDone() { b := o.box(); b.setBoxName(b.setup.BoxName()) }
@@ -549,6 +533,15 @@ func (b *Box) setBoxName(name string) {
 	}
 	if err := d.Reconfig(b.dnsConfig(b.config())); err != nil {
 		b.log.Warn("renaming the box in DNS", "name", name, "err", err)
+	}
+	if b.ui != nil {
+		// The owner's pages' certificate names the box by its new name.
+		if err := b.ui.RenewCert(); err != nil {
+			b.log.Warn("renewing the UI certificate for the box's new name", "err", err)
+		}
+	}
+	if b.apps != nil {
+		b.apps.Refresh()
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redoubt/redoubt/ui"
 	"github.com/redoubt/redoubt/vpn/external"
+	"github.com/redoubt/redoubt/vpn/mesh"
 	"github.com/redoubt/redoubt/vpn/wgconfig"
 )
 
@@ -254,11 +255,11 @@ func (s meshSection) State() ui.SectionState {
 	return out
 }
 
-func (s meshSection) configured() (meshSettings, bool) {
-	if s.b.vault.Locked() {
-		return meshSettings{}, false
+func (s meshSection) configured() (mesh.Settings, bool) {
+	if s.b.vault.Locked() || s.b.mesh == nil {
+		return mesh.Settings{}, false
 	}
-	ms, ok, _ := s.b.loadMeshSettings()
+	ms, ok, _ := s.b.mesh.Settings()
 	return ms, ok
 }
 
@@ -288,14 +289,14 @@ func (s meshSection) Submit(ctx context.Context, action string, values map[strin
 	cur, ok := s.configured()
 	switch action {
 	case "save":
-		next := meshSettings{LoginServer: strings.TrimSpace(values["login_server"]), APIKey: strings.TrimSpace(values["api_key"])}
+		next := mesh.Settings{LoginServer: strings.TrimSpace(values["login_server"]), APIKey: strings.TrimSpace(values["api_key"])}
 		if next.APIKey == "" && ok {
 			next.APIKey = cur.APIKey
 		}
 		if b.vpn.Status().State != external.StateUp {
 			return "", &ui.FieldError{Field: "login_server", Message: "The box reaches Headscale only through its VPN, which is not up: set up the VPN first (above)."}
 		}
-		if err := b.SetMeshSettings(ctx, next); err != nil {
+		if err := b.mesh.Configure(ctx, next); err != nil {
 			return "", meshFieldError(err)
 		}
 		return "Saved. Headscale answered and took the key; the box is joining the team's network.", nil
@@ -303,7 +304,7 @@ func (s meshSection) Submit(ctx context.Context, action string, values map[strin
 		if !ok {
 			return "", errors.New("The team mesh is not set up yet.")
 		}
-		if err := b.checkMeshSettings(ctx, cur); err != nil {
+		if err := b.mesh.Check(ctx, cur); err != nil {
 			return "", meshFieldError(err)
 		}
 		return "Headscale at " + cur.LoginServer + " answered through the VPN and accepted the API key.", nil

@@ -9,6 +9,7 @@ import (
 	"github.com/redoubt/redoubt/ui"
 	"github.com/redoubt/redoubt/vpn/external"
 	"github.com/redoubt/redoubt/vpn/members"
+	"github.com/redoubt/redoubt/vpn/mesh"
 )
 
 // ownerTeam is the team mesh as the owner's pages manage it.
@@ -16,13 +17,13 @@ type ownerTeam Box
 
 func (t *ownerTeam) box() *Box { return (*Box)(t) }
 
-func (t *ownerTeam) m() *members.Manager { return t.box().mesh.members }
+func (t *ownerTeam) m() *members.Manager { return t.box().mesh.Members() }
 
 func (t *ownerTeam) Status() ui.TeamStatus {
 	b := t.box()
 	ms := t.m().Status()
 	st := ui.TeamStatus{Configured: ms.Configured, Reachable: ms.Reachable, Detail: ms.Detail}
-	if s, ok, _ := b.loadMeshSettings(); ok {
+	if s, ok, _ := b.mesh.Settings(); ok {
 		st.LoginServer = s.LoginServer
 	}
 	if p, err := t.m().Policy(); err == nil {
@@ -36,7 +37,7 @@ func (t *ownerTeam) Status() ui.TeamStatus {
 }
 
 func (t *ownerTeam) Configure(ctx context.Context, loginServer, apiKey string) error {
-	return t.box().SetMeshSettings(ctx, meshSettings{LoginServer: loginServer, APIKey: apiKey})
+	return t.box().mesh.Configure(ctx, mesh.Settings{LoginServer: loginServer, APIKey: apiKey})
 }
 
 func (t *ownerTeam) Members(ctx context.Context) ([]ui.Member, error) {
@@ -170,7 +171,7 @@ func (s *meshStep) Submit(v map[string]string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
-	err := b.SetMeshSettings(ctx, meshSettings{LoginServer: strings.TrimSpace(v["login_server"]), APIKey: strings.TrimSpace(v["api_key"])})
+	err := b.mesh.Configure(ctx, mesh.Settings{LoginServer: strings.TrimSpace(v["login_server"]), APIKey: strings.TrimSpace(v["api_key"])})
 	if err != nil {
 		var fe *ui.FieldError
 		if errors.As(err, &fe) {

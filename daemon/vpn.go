@@ -25,6 +25,7 @@ func (b *Box) startVPN(cfg Config) error {
 		return err
 	}
 	b.vpn = v
+	b.life.Register("vpn", v)
 	return nil
 }
 
@@ -113,10 +114,11 @@ func (s vpnStep) Submit(values map[string]string) error {
 
 // uiSteps are the setup wizard's steps from other rooms.
 func (b *Box) uiSteps() []ui.Step {
-	if b.vpn == nil {
-		return nil
+	var steps []ui.Step
+	if b.vpn != nil {
+		steps = append(steps, vpnStep{b}, (*meshStep)(b))
 	}
-	return []ui.Step{vpnStep{b}, (*meshStep)(b)}
+	return append(steps, appsStep{b})
 }
 
 // reconfigVPN applies a reloaded config file's [wan] and [vpn] sections: the WAN

@@ -21,6 +21,8 @@ packages=(
   wireguard-go wireguard-tools dnsmasq-base
   # the laptop's browser (lab/browser): headless Chromium, certutil for trusting the box's CA
   chromium libnss3-tools
+  # the sandbox external apps run in (apps/host)
+  bubblewrap
   # benchmarks: the same job done by the usual tools, side by side
   kea-admin dnsperf dnsmasq-base
   # the board: the PC image's boot loader (make image), and the image booted in

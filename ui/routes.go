@@ -68,6 +68,7 @@ func (u *UI) Handler() http.Handler {
 	mux.HandleFunc("GET /team/bundle/{id}", u.signedIn(u.withTeam(u.teamBundle)))
 	mux.HandleFunc("GET /team/bundle/{id}/{file}", u.signedIn(u.withTeam(u.teamBundleFile)))
 	mux.HandleFunc("POST /team/bundle/{id}/done", u.signedIn(u.changed(u.withTeam(u.teamDone))))
+	u.appsRoutes(mux)
 	mux.HandleFunc("GET /settings", u.signedIn(u.settingsPage))
 	mux.HandleFunc("POST /settings", u.signedIn(u.changed(u.saveSettings)))
 	mux.HandleFunc("POST /settings/{id}", u.signedIn(u.changed(u.sectionSubmit)))

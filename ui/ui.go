@@ -1,6 +1,6 @@
 // Package ui serves the owner's web pages on the box's LAN address: the first-boot
 // setup wizard, the unlock page of a locked box, and the dashboard, the Stopped,
-// Devices and Team pages, the settings, the certificate page and the leak
+// Devices, Team and Apps pages, the settings, the certificate page and the leak
 // self-test of a running one. Pages are rendered on the box from Go templates with
 // every asset embedded; the small script keeps the pages live and runs the
 // self-test's probes. Nothing is loaded from anywhere but the box.
@@ -38,7 +38,10 @@
 //     (never a password's) when it refuses them.
 //
 // Whatever a Step asks must be reachable later in a Section: the daemon gives
-// both for the VPN and the team mesh (daemon/sections.go). Section IDs must not
+// both for the VPN and the team mesh (daemon/sections.go). The apps' step
+// (daemon/apps.go; a checkbox is ticked when its Value is "on") is the
+// exception: the Apps page, which has its own entry in the menu, changes the
+// same choices. Section IDs must not
 // be "passphrase" or "strength" (the settings page's own forms).
 //
 // # The leak self-test
@@ -236,7 +239,8 @@ type Field struct {
 	Type              string // "text", "textarea", "password", "url", "checkbox"
 	Placeholder       string
 	Optional          bool
-	// Value is the current value, shown in the field (never a secret's).
+	// Value is the current value, shown in the field (never a secret's); a
+	// checkbox is ticked when it is "on".
 	Value string
 	// Upload offers a file beside a textarea: the file's text, when one is
 	// chosen, is used instead of the text typed.
@@ -252,12 +256,15 @@ type Deps struct {
 	Box     Box
 	// Team manages the team mesh; nil on a box without one.
 	Team Team
+	// Apps manages the apps; nil on a box without them.
+	Apps Apps
 	// Updates installs uploaded updates; nil on a box not started from a
 	// Redoubt image.
 	Updates Updates
 	// Steps are the setup wizard's steps from other rooms, after the box's
 	// name; Sections are the settings page's sections from other rooms. A
-	// room's choice made in the wizard must be reachable in its section.
+	// room's choice made in the wizard must be reachable later: in its
+	// section, or on its own page (the apps').
 	Steps    []Step
 	Sections []Section
 	// StateDir holds the UI's server certificate and the public CA certificate.
@@ -335,6 +342,8 @@ var funcs = template.FuncMap{
 	"kind":      kindOf,
 	"cls":       func(s string) string { return strings.ReplaceAll(strings.ToLower(s), " ", "-") },
 	"field":     fieldOf,
+	// split cuts plain text into its paragraphs (blank lines between).
+	"split": func(s string) []string { return strings.Split(strings.TrimSpace(s), "\n\n") },
 }
 
 // fieldView is a form field as the "field" template draws it.

@@ -133,7 +133,8 @@ func (e *extStep) Title() string  { return "VPN" }
 func (e *extStep) Intro() string  { return "Paste your VPN configuration." }
 func (e *extStep) Optional() bool { return true }
 func (e *extStep) Fields() []Field {
-	return []Field{{Name: "config", Label: "WireGuard configuration", Type: "textarea"}}
+	return []Field{{Name: "config", Label: "WireGuard configuration", Type: "textarea"},
+		{Name: "strict", Label: "Everything through the VPN", Type: "checkbox", Value: "on", Optional: true}}
 }
 func (e *extStep) Submit(v map[string]string) error {
 	if !strings.Contains(v["config"], "[Interface]") {
@@ -401,15 +402,22 @@ func TestSetupWizard(t *testing.T) {
 	if !strings.Contains(page.body, "Paste your VPN configuration") {
 		t.Fatalf("the added step is not shown:\n%s", page.body)
 	}
+	const ticked = `name="strict" value="on" checked`
+	if !strings.Contains(page.body, ticked) {
+		t.Errorf("a checkbox whose value is \"on\" is not ticked at first:\n%s", page.body)
+	}
 	res = r.do("POST", r.plain.URL, "/setup/step/vpn", url.Values{"csrf": {csrf}, "config": {"nonsense"}}, nil)
 	if res.status != http.StatusUnprocessableEntity || !strings.Contains(res.body, "not a WireGuard configuration") {
 		t.Fatalf("step error: %d", res.status)
 	}
+	if strings.Contains(res.body, ticked) {
+		t.Errorf("the refused form ticked again a checkbox the owner left empty")
+	}
 	if res := r.do("POST", r.plain.URL, "/setup/step/vpn", url.Values{"csrf": {csrf}, "config": {"[Interface]\nPrivateKey = x"}}, nil); res.status != http.StatusSeeOther {
 		t.Fatalf("step: %d", res.status)
 	}
-	if r.step.got == nil {
-		t.Fatal("the step's answers did not reach it")
+	if r.step.got == nil || r.step.got["strict"] != "" {
+		t.Fatalf("the step's answers did not reach it as given: %q", r.step.got)
 	}
 
 	if res := r.do("POST", r.plain.URL, "/setup/finish", url.Values{"csrf": {csrf}}, nil); res.status != http.StatusSeeOther || res.header.Get("Location") != "/setup/done" {

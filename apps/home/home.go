@@ -1,58 +1,88 @@
-// Package home serves the page team members see at the box's name in the team's
-// tailnet: what the box offers them, and a download to check their connection to
-// the box. It is the only page the box serves on the
-// tailnet; the owner's pages (package ui) are never served there. The daemon
-// mounts its Handler on the tailnet node's listener.
+// Package home is the members' page, the first app on the platform: what
+// team members see at the box's name in the tailnet (https://<box>/, port
+// 443 of the box's tailnet address): the apps the box offers them, who the
+// box knows them as, and a download to check their connection to the box. It
+// is served on the tailnet only; the owner's pages (package ui) never are.
+// apps/builtin lists it.
 package home
 
 import (
+	"context"
 	"embed"
 	"fmt"
-	"html/template"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
+
+	"github.com/redoubt/redoubt/apps"
+	"github.com/redoubt/redoubt/apps/web"
 )
+
+//go:embed manifest.toml
+var manifestTOML []byte
 
 //go:embed assets
 var assets embed.FS
 
-var page = template.Must(template.ParseFS(assets, "assets/home.html"))
+var manifest = sync.OnceValue(func() apps.Manifest { return apps.MustParseManifest(manifestTOML) })
 
-// App is one service the box offers members.
-type App struct {
+// Link is one service the box offers members.
+type Link struct {
 	Name, URL, What string
 }
 
-// Info is what the page shows.
+// Info is what the page shows besides the caller.
 type Info struct {
-	BoxName string
-	Apps    func() []App
+	// BoxName is the box's name.
+	BoxName func() string
+	// Apps are the apps published on the tailnet, with their URLs there.
+	Apps func() []Link
+}
+
+// App is the members' page as an app.
+type App struct{ info Info }
+
+// New returns the app.
+func New(info Info) *App { return &App{info: info} }
+
+// Manifest implements apps.App.
+func (a *App) Manifest() apps.Manifest { return manifest() }
+
+// Start implements apps.App.
+func (a *App) Start(_ context.Context, env apps.Env) (http.Handler, error) {
+	return Handler(a.info, env.Logger())
 }
 
 // Handler serves the members' page.
-func Handler(info Info, log *slog.Logger) http.Handler {
+func Handler(info Info, log *slog.Logger) (http.Handler, error) {
+	files := web.Assets(assets, "home")
+	pages, err := web.NewTemplates(files, "home.html", nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("the members' page: %w", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Content-Type", "text/html; charset=utf-8")
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-store")
-		var apps []App
-		if info.Apps != nil {
-			apps = info.Apps()
+		v := struct {
+			BoxName, Caller, Device string
+			List                    []Link
+		}{BoxName: "redoubt"}
+		if info.BoxName != nil && info.BoxName() != "" {
+			v.BoxName = info.BoxName()
 		}
-		if err := page.Execute(w, struct {
-			Info
-			List []App
-		}{info, apps}); err != nil {
+		if info.Apps != nil {
+			v.List = info.Apps()
+		}
+		if c, ok := apps.CallerFrom(r.Context()); ok {
+			v.Caller, v.Device = c.Name(), c.Device
+		}
+		if err := pages.Render(w, http.StatusOK, "home", v); err != nil {
 			log.Warn("rendering the members' page", "err", err)
 		}
 	})
+	mux.Handle("GET /static/", http.StripPrefix("/static/", web.Static(files, "static")))
 	mux.HandleFunc("GET /speed", speed)
-	return mux
+	return web.Secure(mux, web.Policy{}), nil
 }
 
 // MaxSpeedMB bounds a connection check's download.
@@ -75,7 +105,6 @@ func speed(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="redoubt-connection-check-%dMB.bin"`, mb))
 	h.Set("Content-Length", strconv.Itoa(mb<<20))
 	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
 	if r.Method == http.MethodHead {
 		return
 	}

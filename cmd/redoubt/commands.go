@@ -10,12 +10,14 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/redoubt/redoubt/apps/web"
 	"github.com/redoubt/redoubt/daemon"
 	"github.com/redoubt/redoubt/datapath/leaklog"
 	"github.com/redoubt/redoubt/dns/querylog"
@@ -34,6 +36,7 @@ The box:
   vpn       the external VPN: status, set FILE, clear, test, fetch URL
   team      the team's members: list, add, reissue, rename, remove, pending, approve
   settings  the owner's settings: show, set KEY=VALUE…
+  app       the apps: list, info, status, enable, disable, get-option, set-option, password
   setup-code  print the code the setup page asks for
   unlock    unlock the box (the passphrase from the terminal or standard input)
   lock      lock the box: sign everyone out, keep nothing readable
@@ -73,6 +76,7 @@ func commands() map[string]command {
 		"team":       {cmdTeam, "the team's members"},
 		"settings":   {cmdSettings, "the owner's settings"},
 		"selftest":   {cmdSelftest, "the leak self-test, from the laptop"},
+		"app":        {cmdApp, "the apps"},
 		"update":     {cmdUpdate, "install a signed update"},
 	}
 }
@@ -109,8 +113,16 @@ func cmdServe(args []string) error {
 	cfg := fs.String("config", daemon.DefaultConfig, "the config file (see daemon/redoubt.example.toml)")
 	example := fs.Bool("example-config", false, "print a documented example config file and exit")
 	uiDir := fs.String("ui-dir", "", "serve the owner's pages from this `directory` (ui/assets), re-read on every request, instead of the embedded copy")
+	appsDir := fs.String("apps-dir", "", "serve the built-in apps' pages from this `directory` (the source tree's apps/), re-read on every request")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *appsDir != "" {
+		abs, err := filepath.Abs(*appsDir)
+		if err != nil {
+			return err
+		}
+		os.Setenv(web.DevEnv, abs)
 	}
 	if *example {
 		fmt.Print(daemon.Example)
@@ -200,6 +212,16 @@ func cmdStatus(args []string) error {
 			mode = "direct paths allowed"
 		}
 		fmt.Fprintf(w, "team mesh\t%s (%s)\n", line, mode)
+	}
+	for _, a := range st.Apps {
+		where := ""
+		for _, o := range a.Published {
+			where += " " + string(o.Network)
+		}
+		if where != "" {
+			where = ", published on" + where
+		}
+		fmt.Fprintf(w, "app %s\t%s%s\n", a.ID, a.State, where)
 	}
 	return w.Flush()
 }

@@ -2,10 +2,10 @@
 // Chromium inside the lab's laptop, with the lab's VPN provider and team
 // Headscale beside it: setup, trusting the box's certificate, HTTPS by the box's
 // name, the dashboard saying the laptop is protected and updating live, the VPN
-// and the team mesh set up afterwards from Settings, the leak self-test from the
-// browser and from the laptop's own sockets (`redoubt selftest`), the Stopped
-// page's filters and plain words, and the console's `redoubt team` and `redoubt
-// settings`. Every page is looked at 1280 and 390 pixels wide: the screenshots
+// and the team mesh set up afterwards from Settings, the apps chosen in setup on
+// the Apps page, the leak self-test from the browser and from the laptop's own
+// sockets (`redoubt selftest`), the Stopped page's filters and plain words, and
+// the console's `redoubt team` and `redoubt settings`. Every page is looked at 1280 and 390 pixels wide: the screenshots
 // stay under out/test/screenshots/, and no page may scroll sideways on a phone.
 package firsthour_test
 

@@ -82,12 +82,23 @@ func TestFirstHour(t *testing.T) {
 	o.wantText("Team mesh")
 	o.look("05-team-step")
 	o.submit(`button[name="skip"]`)
+	// The apps to start: the members' page is ticked by itself; the owner
+	// adds the clipboard.
+	o.wantText("Start Clipboard")
+	var ticked []bool
+	o.must(o.b.Eval(`["#f-start-home", "#f-start-clipboard"].map(s => document.querySelector(s).checked)`, &ticked))
+	if len(ticked) != 2 || !ticked[0] || ticked[1] {
+		t.Errorf("the apps step's first choices (members' page, clipboard): %v", ticked)
+	}
+	o.must(o.b.Click("#f-start-clipboard"))
+	o.look("06-apps-step")
+	o.submit("#f-start-clipboard")
 	o.wantText("Finish setup")
-	o.look("06-finish")
+	o.look("07-finish")
 	o.submit(`form[action="/setup/finish"]`)
 	o.wantText("Your box is set up")
 	o.wantText("does not trust the box yet")
-	o.look("07-setup-done")
+	o.look("08-setup-done")
 
 	// 3. Before the CA is installed, a plain visit by the box's new name
 	// explains the certificate, offers it with its fingerprint, and does not
@@ -98,7 +109,7 @@ func TestFirstHour(t *testing.T) {
 	if txt := o.text(); !regexp.MustCompile(`([0-9a-f]{2}:){31}[0-9a-f]{2}`).MatchString(txt) {
 		t.Errorf("the trust page shows no fingerprint:\n%s", txt)
 	}
-	o.look("08-trust-untrusted")
+	o.look("09-trust-untrusted")
 
 	// 4. The owner installs the CA (a browser that trusts it), and the setup's
 	// own "Open the dashboard" button opens the box by its name over HTTPS.
@@ -112,7 +123,7 @@ func TestFirstHour(t *testing.T) {
 		t.Fatalf("“Open the dashboard” led to %s, not the box's name over HTTPS", u)
 	}
 	o.wantText("Sign in")
-	o.look("09-sign-in")
+	o.look("10-sign-in")
 
 	// 5. A first plain visit by address, with the CA trusted: the page sends
 	// the browser on to HTTPS by itself.
@@ -131,14 +142,14 @@ func TestFirstHour(t *testing.T) {
 	if txt := o.text(); !strings.Contains(txt, "Too many wrong passphrases. Try again in") || strings.Contains(txt, "too many wrong passphrases:") {
 		t.Errorf("the wait after wrong passphrases:\n%s", txt)
 	}
-	o.look("10-too-many")
+	o.look("11-too-many")
 	o.b.ClearProblems() // the refusals are answered 403, as they should
 	time.Sleep(2500 * time.Millisecond)
 	o.must(o.b.Fill("#passphrase", ownerPass))
 	o.submit("#passphrase")
 	o.wantText("cannot reach the internet")
 	o.wantText("reporter-laptop")
-	o.look("11-dashboard")
+	o.look("12-dashboard")
 
 	// 7. A leak while the dashboard is open: the entry appears, in words, and
 	// the numbers follow, without a reload.
@@ -158,7 +169,7 @@ func TestFirstHour(t *testing.T) {
 	}
 	o.must(o.b.Click(`[data-feed] tr:first-child details summary`))
 	o.must(o.b.WaitTextIn("[data-feed] tr:first-child details", "About"))
-	o.look("12-live-leak")
+	o.look("13-live-leak")
 	for _, p := range o.b.Problems() {
 		t.Errorf("the dashboard had a problem: %v", p)
 	}
@@ -167,7 +178,7 @@ func TestFirstHour(t *testing.T) {
 	// the box's traffic leaves from, and passes its test.
 	o.open(secureBox + "/settings#vpn")
 	o.must(o.b.WaitTextIn("#vpn", "Not set up"))
-	o.look("13-settings")
+	o.look("14-settings")
 	o.upload("#f-config-file", e.Lab.VPN.ClientConfig)
 	o.click(`#vpn button[value="save"]`)
 	o.must(o.b.WaitTextIn("#vpn", "The VPN is up"))
@@ -175,7 +186,7 @@ func TestFirstHour(t *testing.T) {
 	o.must(o.b.WaitTextIn("#vpn", "Exit address"))
 	o.click(`#vpn button[value="test"]`)
 	o.must(o.b.WaitTextIn("#vpn", "The VPN works"))
-	o.look("14-vpn-up")
+	o.look("15-vpn-up")
 	if st, err := e.Box.API.VPNStatus(ctx); err != nil || st.State != "up" {
 		t.Fatalf("the VPN set from Settings is not up: %+v %v", st.State, err)
 	}
@@ -198,7 +209,7 @@ func TestFirstHour(t *testing.T) {
 	o.must(o.b.WaitTextIn("#team", "Headscale answered"))
 	o.click(`#team button[value="test"]`)
 	o.must(o.b.WaitTextIn("#team", "accepted the API key"))
-	o.look("15-team-mesh")
+	o.look("16-team-mesh")
 
 	// 10. The team page: a bad name is refused in words, the input kept; a
 	// good one gives an invitation that leads to the certificate for phones.
@@ -213,15 +224,25 @@ func TestFirstHour(t *testing.T) {
 	if v, _ := o.b.Value("#note"); v != "editor" {
 		t.Errorf("the refused form lost the note: %q", v)
 	}
-	o.look("16-team-bad-name")
+	o.look("17-team-bad-name")
 	o.must(o.b.Fill("#name", "alice"))
 	o.submit("#name")
 	o.wantText("Invite alice")
 	o.wantText("the box's certificate")
-	o.look("17-invitation")
+	o.look("18-invitation")
 	o.submit(`form[action$="/done"]`)
 	o.wantText("alice")
-	o.look("18-team")
+	o.look("19-team")
+
+	// 10b. The Apps page: the clipboard chosen in setup runs, with its address
+	// on this laptop; its own page has the options and app passwords.
+	o.click(`nav a[href="/apps"]`)
+	o.must(o.b.WaitTextIn("#app-clipboard .chip", "Running"))
+	o.wantText("https://clipboard." + boxHost + "/")
+	o.look("20-apps")
+	o.click(`a[href="/apps/clipboard"]`)
+	o.wantText("App passwords")
+	o.look("21-app")
 
 	// 11. The leak self-test, from the browser: every way out stopped, each
 	// with the box's log entry beside it.
@@ -249,7 +270,7 @@ func TestFirstHour(t *testing.T) {
 			t.Errorf("the self-test does not show %q:\n%s", want, txt)
 		}
 	}
-	o.look("19-selftest")
+	o.look("22-selftest")
 	leaks, err := e.Box.API.Leaks(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -312,34 +333,34 @@ func TestFirstHour(t *testing.T) {
 	if n := o.number(`document.querySelectorAll("table.feed tbody tr[data-key]").length`); n != 1 {
 		t.Errorf("filtering by device, kind and name left %d entries", n)
 	}
-	o.look("20-stopped-filtered")
+	o.look("23-stopped-filtered")
 	o.open(secureBox + "/stopped")
-	o.look("21-stopped")
+	o.look("24-stopped")
 	o.click(`table.feed a.tag`)
 	if u, _ := o.b.URL(); !strings.Contains(u, "/help#") {
 		t.Errorf("a kind leads to %s, not its help", u)
 	}
-	o.look("22-help")
+	o.look("25-help")
 	o.open(secureBox + "/devices")
-	o.look("23-devices")
+	o.look("26-devices")
 
 	// 15. A page that does not exist: a styled page with a way back.
 	o.open(secureBox + "/nowhere/at/all")
 	o.wantText("Nothing here")
-	o.look("24-not-found")
+	o.look("27-not-found")
 	o.click(`main a.button`)
 	o.wantText("cannot reach the internet")
 
 	// 16. The certificate page is in the menu.
 	o.click(`nav a[href="/ca"]`)
 	o.wantText("Download the box's certificate")
-	o.look("25-certificate")
+	o.look("28-certificate")
 
 	// 17. Restart asks first, then the box comes back locked; unlocking brings
 	// the VPN back.
 	o.open(secureBox + "/settings#restart")
 	o.must(o.b.Click(`#restart summary`))
-	o.look("26-restart-confirm")
+	o.look("29-restart-confirm")
 	o.submit(`form[action="/reboot"]`)
 	o.wantText("restarting")
 	old = o.b.SetTimeout(60 * time.Second)
@@ -347,7 +368,7 @@ func TestFirstHour(t *testing.T) {
 		t.Fatalf("after the restart the unlock page did not come: %v", err)
 	}
 	o.b.SetTimeout(old)
-	o.look("27-unlock")
+	o.look("30-unlock")
 	o.must(o.b.Fill("#passphrase", ownerPass))
 	o.submit("#passphrase")
 	o.wantText("cannot reach the internet")
@@ -357,7 +378,7 @@ func TestFirstHour(t *testing.T) {
 	}) {
 		t.Errorf("the VPN did not come back after the restart and unlock")
 	}
-	o.look("28-dashboard-after-restart")
+	o.look("31-dashboard-after-restart")
 }
 
 // liveNumber reads a number the dashboard keeps live.

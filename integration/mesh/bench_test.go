@@ -165,7 +165,11 @@ func serveRouted(b *testing.B, e *labtest.Env) (stop func()) {
 	}); err != nil {
 		b.Fatal(err)
 	}
-	srv := &http.Server{Handler: home.Handler(home.Info{BoxName: boxName}, slog.New(slog.DiscardHandler)), ReadHeaderTimeout: 5 * time.Second}
+	h, err := home.Handler(home.Info{BoxName: func() string { return boxName }}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	return func() { srv.Close() }
 }

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/redoubt/redoubt/apps"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/datapath/leaklog"
 	"github.com/redoubt/redoubt/datapath/link"
@@ -36,6 +37,8 @@ type Status struct {
 	VPN *external.Status `json:"vpn,omitempty"`
 	// Mesh is the team mesh's.
 	Mesh *MeshStatus `json:"mesh,omitempty"`
+	// Apps are the apps, each with its state and where it is published.
+	Apps []apps.Status `json:"apps,omitempty"`
 }
 
 // MeshStatus describes the team mesh: the owner's Headscale as the box last
@@ -120,6 +123,8 @@ type Deps struct {
 	// owner's settings (/v1/settings). Nil: not served.
 	Team     TeamAPI
 	Settings SettingsAPI
+	// Apps lists, starts, stops and configures the apps (/v1/apps).
+	Apps Apps
 	// Board serves /v1/board/ (updates, the health check) on a box started
 	// from a Redoubt image; nil elsewhere.
 	Board  http.Handler
@@ -167,6 +172,7 @@ func Handler(d Deps) http.Handler {
 	vpnRoutes(mux, d.VPN)
 	teamRoutes(mux, d.Team)
 	settingsRoutes(mux, d.Settings)
+	appsRoutes(mux, d.Apps)
 	mux.HandleFunc("GET /v1/leaks.pcap", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
 		w.Header().Set("Content-Disposition", `attachment; filename="redoubt-drops.pcap"`)

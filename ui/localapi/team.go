@@ -108,7 +108,8 @@ type TeamAPI interface {
 	TestMesh(ctx context.Context) (string, error)
 }
 
-// Error is the body of a refused change.
+// Error is the body of a refused request (the team's, the settings' and the
+// apps' routes).
 type Error struct {
 	Error string `json:"error"`
 	// Field names the value that is wrong, when one is.

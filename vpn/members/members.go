@@ -37,6 +37,9 @@ import (
 
 // Member is a member of the team, with the devices Headscale knows for them.
 type Member struct {
+	// ID is the member's stable identifier on this box: it survives a rename
+	// and is never given to another member (apps key their data by it).
+	ID      string
 	Name    string
 	Note    string
 	Created time.Time
@@ -357,7 +360,7 @@ func (m *Manager) Members(ctx context.Context) ([]Member, error) {
 	}
 	out := make([]Member, 0, len(recs))
 	for _, r := range recs {
-		mem := Member{Name: r.Name, Note: r.Note, Created: r.Created}
+		mem := Member{ID: r.id(), Name: r.Name, Note: r.Note, Created: r.Created}
 		u, ok := byID[r.UserID]
 		if !ok {
 			mem.Problem = "not found on the coordination server (deleted there?): remove the member, or remove and add again"
@@ -568,7 +571,7 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 	if err := m.applyPolicy(ctx, hs, cfg, rest); err != nil {
 		return fmt.Errorf("removing member %q: %w", name, err)
 	}
-	gone := Member{Name: rec.Name, Note: rec.Note, Created: rec.Created}
+	gone := Member{ID: rec.id(), Name: rec.Name, Note: rec.Note, Created: rec.Created}
 	nodes, err := hs.ListNodes(ctx, "")
 	if m.observe(err) != nil {
 		return fmt.Errorf("removing member %q: %w", name, err)

@@ -12,8 +12,8 @@
 //
 // Members reach services the box offers on its tailnet address through Listen; the
 // laptop reaches members' devices through DialContext and ListenPacket, which the
-// datapath uses; Peers feeds the DNS room's team names. Only the daemon imports
-// this package.
+// datapath uses; Peers feeds the DNS room's team names; WhoIs tells the apps who
+// is calling. vpn/mesh runs the node; the daemon and the apps host use its types.
 package tailnet
 
 import (
@@ -99,7 +99,9 @@ type Deps struct {
 type Peer struct {
 	Key    string // its node key, "nodekey:…"
 	Name   string // the device's name in the tailnet (its MagicDNS label)
-	User   string // the member it belongs to
+	User   string // the member it belongs to (the user's login name)
+	UserID uint64 // the coordination server's id of that user
+	Tagged bool   // a tagged device belongs to no member
 	Addrs  []netip.Addr
 	Online bool
 	OS     string
@@ -317,6 +319,8 @@ func summarize(st *ipnstate.Status) (Status, []Peer) {
 			Key:    p.PublicKey.String(),
 			Name:   strings.SplitN(p.DNSName, ".", 2)[0],
 			User:   user,
+			UserID: uint64(p.UserID),
+			Tagged: p.Tags != nil && p.Tags.Len() > 0,
 			Addrs:  p.TailscaleIPs,
 			Online: p.Online,
 			OS:     p.OS,
