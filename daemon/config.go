@@ -16,6 +16,8 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/redoubt/redoubt/apps/host"
+	"github.com/redoubt/redoubt/board/profile"
+	"github.com/redoubt/redoubt/board/update"
 	"github.com/redoubt/redoubt/clock"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/dhcp"
@@ -50,6 +52,11 @@ type Config struct {
 	Apps host.Config `toml:"apps"`
 	// Clock is where the box gets its time (NTP through the VPN).
 	Clock clock.Config `toml:"clock"`
+	// Board is how a board's ports are used; Update, where updates come
+	// from and how long a trial may take (both read on a box started from a
+	// Redoubt image).
+	Board  profile.Config `toml:"board"`
+	Update update.Config  `toml:"update"`
 
 	dev Options // from the command line, not the file
 }
@@ -69,7 +76,8 @@ type SetupConfig struct {
 
 // StateConfig says where the box keeps what it must remember.
 type StateConfig struct {
-	// Dir holds the box's state (default /var/lib/redoubt).
+	// Dir holds the box's state (default /var/lib/redoubt, or
+	// $REDOUBT_STATE_DIR, which a board's init sets to the data partition).
 	Dir string `toml:"dir"`
 }
 
@@ -105,6 +113,9 @@ func (c Config) WithDefaults() Config {
 	c.DHCP = c.DHCP.WithDefaults(c.LAN.Address)
 	if c.State.Dir == "" {
 		c.State.Dir = DefaultStateDir
+		if d := os.Getenv("REDOUBT_STATE_DIR"); d != "" {
+			c.State.Dir = d // the board's init: the data partition
+		}
 	}
 	if c.Setup.CodeFile == "" {
 		c.Setup.CodeFile = filepath.Join(c.State.Dir, "setup-code.txt")
@@ -144,6 +155,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("wan.interface %q is also lan.interface: the WAN and LAN ports must be two interfaces", c.WAN.Interface)
 	}
 	if err := c.VPN.Validate(); err != nil {
+		return err
+	}
+	if err := c.Board.Validate(); err != nil {
+		return err
+	}
+	if err := c.Update.Validate(); err != nil {
 		return err
 	}
 	if err := c.Apps.Validate(); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/redoubt/redoubt/audit/auditlog"
 	"github.com/redoubt/redoubt/backup"
 	"github.com/redoubt/redoubt/backup/peerstore"
+	"github.com/redoubt/redoubt/board/update"
 	"github.com/redoubt/redoubt/clock"
 	"github.com/redoubt/redoubt/datapath/lan"
 	"github.com/redoubt/redoubt/datapath/leaklog"
@@ -156,7 +157,9 @@ type Box struct {
 	// mesh, the apps, the audit log, the backups) when the box is unlocked
 	// and locked.
 	life    *vault.Lifecycle
-	bg      background // the daemon's own loops
+	bg      background      // the daemon's own loops
+	updater *update.Updater // nil unless started from a Redoubt image
+	sealing atomic.Bool     // sealHeadless is running
 	errc    chan error
 	restart chan struct{}
 }
@@ -202,6 +205,10 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 		b.Close()
 		return nil, err
 	}
+	if err := b.startBoard(cfg); err != nil {
+		b.Close()
+		return nil, err
+	}
 	if err := b.startLANServices(cfg, l); err != nil {
 		b.Close()
 		return nil, err
@@ -231,7 +238,7 @@ func Start(cfg Config, log *slog.Logger) (*Box, error) {
 	apiLog := log.With("room", "api")
 	b.api = &http.Server{
 		Handler: localapi.Handler(localapi.Deps{Status: b.status, Leaks: b.leaks, Queries: b.queries, Devices: b.devices, Owner: (*consoleOwner)(b), VPN: b.vpnAPI(),
-			Team: (*consoleTeam)(b), Settings: (*consoleSettings)(b), Apps: b.apps, Audit: b.audit.Handler(nil),
+			Team: (*consoleTeam)(b), Settings: (*consoleSettings)(b), Apps: b.apps, Board: b.boardAPI(cfg), Audit: b.audit.Handler(nil),
 			Backup: b.backup.Handler(b.peers), Restore: b.restoreAPI(), Logger: apiLog}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}

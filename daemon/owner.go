@@ -79,6 +79,7 @@ func (b *Box) startUI(cfg Config) error {
 		Team:     (*ownerTeam)(b),
 		Apps:     b.apps,
 		Backups:  b.uiBackups(),
+		Updates:  b.uiUpdates(),
 	})
 	if err != nil {
 		return err
@@ -528,6 +529,10 @@ func (o *ownerBox) FactoryReset() error {
 		b.queries.Reset()
 	}
 	b.setBoxName("")
+	// On a board, init then wipes the data partition and restarts the box.
+	if err := b.boardFactoryReset(); err != nil {
+		errs = append(errs, fmt.Errorf("asking init to wipe the data partition: %w", err))
+	}
 	return errors.Join(errs...)
 }
 

@@ -29,6 +29,9 @@ packages=(
   # (gfsplit/gfcombine), restic for the backup benchmark, zbarimg to read the
   # shares' QR codes back
   libgfshare-bin restic zbar-tools
+  # the board: the PC image's boot loader (make image), and the image booted in
+  # a VM with UEFI firmware (integration/board)
+  systemd-boot-efi qemu-system-x86 ovmf
 )
 
 missing=()

@@ -79,6 +79,8 @@ func (u *UI) Handler() http.Handler {
 	mux.HandleFunc("POST /reboot", u.signedIn(u.changed(u.reboot)))
 	mux.HandleFunc("POST /reset", u.signedIn(u.changed(u.factoryReset)))
 	u.backupRoutes(mux)
+	mux.HandleFunc("GET /update", u.signedIn(u.updatePage))
+	mux.HandleFunc("POST /update", u.signedIn(u.updateUpload))
 	return u.guard(mux)
 }
 

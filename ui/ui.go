@@ -261,6 +261,9 @@ type Deps struct {
 	Backups Backups
 	// Apps manages the apps; nil on a box without them.
 	Apps Apps
+	// Updates installs uploaded updates; nil on a box not started from a
+	// Redoubt image.
+	Updates Updates
 	// Steps are the setup wizard's steps from other rooms, after the box's
 	// name; Sections are the settings page's sections from other rooms. A
 	// room's choice made in the wizard must be reachable later: in its

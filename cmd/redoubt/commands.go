@@ -45,6 +45,7 @@ The box:
   setup-code  print the code the setup page asks for
   unlock    unlock the box (the passphrase from the terminal or standard input)
   lock      lock the box: sign everyone out, keep nothing readable
+  update    install a signed update: update FILE, fetch [URL] (through the VPN), status, restart
   version   print the version
 
 On the laptop:
@@ -84,6 +85,7 @@ func commands() map[string]command {
 		"settings":   {cmdSettings, "the owner's settings"},
 		"selftest":   {cmdSelftest, "the leak self-test, from the laptop"},
 		"app":        {cmdApp, "the apps"},
+		"update":     {cmdUpdate, "install a signed update"},
 	}
 }
 

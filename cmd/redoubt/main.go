@@ -5,9 +5,16 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/redoubt/redoubt/board/initd"
 )
 
 func main() {
+	if os.Getpid() == 1 {
+		// Started by the kernel on a Redoubt image: be its init.
+		initd.Main(initd.Options{})
+		return
+	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "redoubt:", err)
 		os.Exit(1)

@@ -135,6 +135,9 @@ type Deps struct {
 	Settings SettingsAPI
 	// Apps lists, starts, stops and configures the apps (/v1/apps).
 	Apps Apps
+	// Board serves /v1/board/ (updates, the health check) on a box started
+	// from a Redoubt image; nil elsewhere.
+	Board http.Handler
 	// Audit serves the audit log's API (auditlog.Handler) under /v1/audit/.
 	Audit http.Handler
 	// Backup serves the backups' API (backup.Engine.Handler) under
@@ -155,6 +158,9 @@ type Devices struct {
 // Handler returns the API's HTTP handler.
 func Handler(d Deps) http.Handler {
 	mux := http.NewServeMux()
+	if d.Board != nil {
+		mux.Handle("/v1/board/", d.Board)
+	}
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, d.Status())
 	})

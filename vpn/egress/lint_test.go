@@ -35,6 +35,8 @@ var (
 		"cmd/redoubt/audit.go":            "`redoubt audit verify URL` runs on a member's device, reaching the box over the member's own tailnet, not from the box",
 		"cmd/redoubt/peerstore.go":        "`redoubt peer-store serve` runs on a teammate's machine, behind its tailscaled, not on the box",
 		"ui/selftest/probe.go":            "the laptop's side of the leak self-test (redoubt selftest, run on the laptop, never on the box): probes sent on purpose, for the box to stop",
+		"board/update/api.go":             "a net.Dialer for the local API's Unix socket",
+		"board/initd/mount.go":            "an AF_INET socket used only to set the loopback interface up (an ioctl), never bound or connected",
 	}
 )
 
