@@ -42,6 +42,7 @@ func (b *Box) startApps(cfg Config) error {
 		},
 		Directory: membersDirectory{b},
 		Egress:    b.egress(),
+		Audit:     b.recorder(),
 	})
 	if err != nil {
 		return err

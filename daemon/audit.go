@@ -219,3 +219,11 @@ func (s sealedAudit) Unlocked() {
 }
 
 func (s sealedAudit) Locked() { s.b.audit.Locked() }
+
+// trimAction keeps an action within what a record holds.
+func trimAction(s string) string {
+	if len(s) > audit.MaxAction {
+		return s[:audit.MaxAction]
+	}
+	return s
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
+	"github.com/redoubt/redoubt/audit"
 	"github.com/redoubt/redoubt/board/bootloader"
 	"github.com/redoubt/redoubt/board/datapart"
 	"github.com/redoubt/redoubt/board/headless"
@@ -62,6 +63,7 @@ func (b *Box) startBoard(cfg Config) error {
 		},
 		Audit: func(action, subject, detail string) {
 			b.log.Info("audit", "kind", "update", "action", action, "subject", subject, "detail", detail)
+			b.record(audit.Event{Kind: audit.KindUpdate, Action: trimAction(action), Actor: audit.ActorBox, Subject: subject, Detail: detail})
 		},
 		// Init restarts the box into the trial on SIGUSR1.
 		Restart: func() error { return unix.Kill(1, unix.SIGUSR1) },

@@ -42,6 +42,7 @@ import (
 
 	"github.com/redoubt/redoubt/apps"
 	"github.com/redoubt/redoubt/apps/store"
+	"github.com/redoubt/redoubt/audit"
 	"github.com/redoubt/redoubt/vault"
 	"github.com/redoubt/redoubt/vpn/egress"
 )
@@ -88,6 +89,9 @@ type DirectoryEntry struct {
 // Deps are what the host needs from the rest of the box.
 type Deps struct {
 	Logger *slog.Logger
+	// Audit receives the owner's changes to the apps (enabled, disabled,
+	// options), for the box's audit log. Optional.
+	Audit audit.Recorder
 	// Vault keeps the apps' keys, options and passwords (bucket "apps"), and
 	// the CA that issues their certificates.
 	Vault vault.Store
@@ -294,7 +298,18 @@ func (h *Host) Enable(id string) error {
 	if !h.isUnlocked() {
 		return errLocked
 	}
-	return in.start()
+	if err := in.start(); err != nil {
+		return err
+	}
+	h.record("enable app", id, "")
+	return nil
+}
+
+// record adds the owner's change to the audit log.
+func (h *Host) record(action, id, detail string) {
+	if h.d.Audit != nil {
+		h.d.Audit.Record(audit.Event{Kind: audit.KindApp, Action: action, Actor: audit.ActorOwner, Subject: id, Detail: detail})
+	}
 }
 
 // Disable stops an app now.
@@ -304,6 +319,7 @@ func (h *Host) Disable(id string) error {
 		return err
 	}
 	in.stop(apps.ErrStopped, "stopped by the owner")
+	h.record("disable app", id, "")
 	return nil
 }
 
@@ -359,6 +375,11 @@ func (h *Host) SetOption(id, name, value string) (string, error) {
 		return "", fmt.Errorf("keeping %s's options: %w", id, err)
 	}
 	in.log.Info("option changed", "option", name, "value", v)
+	shown := v
+	if l := strings.ToLower(name); strings.Contains(l, "password") || strings.Contains(l, "secret") || strings.Contains(l, "key") {
+		shown = "(not shown)"
+	}
+	h.record("change app option", id, name+" = "+shown)
 	in.optionsChanged(cur, next)
 	return v, nil
 }
